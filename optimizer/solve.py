@@ -1,0 +1,225 @@
+"""Solve a problem: pick the solver(s) for the mode, build the plan, and gate it on the checker.
+
+Data flow: ``Problem`` -> ``compile_problem`` (arrays) -> ``kernels.allocate`` and/or
+``lp.solve_lp`` + ``kernels.polish`` (a current matrix) -> ``build_plan`` -> ``checker.check``.
+A plan with any violation never leaves: in ``auto`` the other candidate is used if it is clean
+(and the failure is reported in the warnings); otherwise ``PlanCheckError`` is raised.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+
+from . import kernels, lp
+from .checker import check
+from .compile import F64, Compiled, compile_problem
+from .model import Mode, Problem
+from .plan import ChangePoint, ConnectorProfile, Peak, Plan, SessionResult, Violation
+
+#: Energy below this (kWh) is not worth a warning or a fallback.
+ENERGY_TOL_KWH = 0.01
+
+
+class PlanCheckError(RuntimeError):
+    """The independent checker rejected every candidate plan: a bug, never a client error."""
+
+    def __init__(self, violations: tuple[Violation, ...], plan: Plan) -> None:
+        super().__init__(f"{len(violations)} violations, first: {violations[0].message}")
+        self.violations = violations
+        self.plan = plan
+
+
+def warmup() -> float:
+    """Compile every numba kernel (call before serving)."""
+    return kernels.warmup()
+
+
+def delivered_kwh(c: Compiled, x: F64) -> F64:
+    return (x * c.hours).sum(axis=1) * c.kw_per_a
+
+
+def _score(c: Compiled, x: F64) -> tuple[float, float]:
+    """Weighted energy first, then lower cost: how two candidate plans are compared."""
+    e = delivered_kwh(c, x)
+    cost = float((c.cost[None, :] * x * c.hours * c.kw_per_a[:, None]).sum())
+    return float((c.weight * e).sum()), -cost
+
+
+def solve(problem: Problem, *, time_limit_s: float | None = None) -> Plan:
+    """Plan a validated problem with ``problem.options.mode`` within the time limit."""
+    t0 = time.perf_counter()
+    budget = problem.options.time_limit_s if time_limit_s is None else time_limit_s
+    mode = problem.options.mode
+    c = compile_problem(problem)
+    candidates: list[tuple[str, F64]] = []
+    bound: float | None = None
+    warnings: list[str] = []
+
+    if mode in (Mode.FAST, Mode.AUTO):
+        candidates.append(("numba-fast", kernels.allocate(c)))
+    if mode is Mode.LP or (
+        mode is Mode.AUTO and _worth_lp(c, candidates[0][1], budget - (time.perf_counter() - t0))
+    ):
+        remaining = max(0.05, budget - (time.perf_counter() - t0))
+        res = lp.solve_lp(c, time_limit_s=remaining, polygon="outer",
+                          sides=problem.options.phasor_polygon_sides)
+        if res.status == "optimal":
+            bound = res.energy_kwh
+        if res.status in ("optimal", "time_limit_feasible"):
+            candidates.append(("highs-lp+repair", kernels.polish(c, res.x)))
+        else:
+            warnings.append(f"LP ended {res.status}; using the fast plan")
+            if not candidates:
+                candidates.append(("numba-fast", kernels.allocate(c)))
+
+    candidates.sort(key=lambda cand: _score(c, cand[1]), reverse=True)
+    rejected: list[Plan] = []
+    for solver, x in candidates:
+        plan = build_plan(problem, c, x, solver=solver, bound=bound,
+                          solve_time_s=time.perf_counter() - t0, warnings=warnings)
+        violations = tuple(check(problem, plan))
+        if not violations:
+            if rejected:
+                plan = replace(plan, warnings=(
+                    *plan.warnings,
+                    f"internal: {rejected[0].solver} plan failed the checker "
+                    f"({len(rejected[0].violations)} violations); it was not used",
+                ))
+            return plan
+        rejected.append(replace(plan, violations=violations))
+    worst = rejected[0]
+    raise PlanCheckError(worst.violations, worst)
+
+
+def _worth_lp(c: Compiled, x: F64, remaining_s: float) -> bool:
+    """Run the LP only if the fast plan leaves energy unmet and there is time for it."""
+    unmet = float((c.need_ah * c.kw_per_a).sum() - delivered_kwh(c, x).sum())
+    return unmet > ENERGY_TOL_KWH and remaining_s > 0.05
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def row_magnitude(c: Compiled, x: F64) -> F64:
+    """|sum c x| per row and slot, [K, T]."""
+    if c.k == 0:
+        return np.zeros((0, c.t))
+    coef = c.row_re + 1j * c.row_im
+    contrib = coef[:, None] * x[c.row_idx]
+    z = np.add.reduceat(contrib, c.row_ptr[:-1], axis=0)
+    return np.abs(z)
+
+
+def build_plan(problem: Problem, c: Compiled, x: F64, *, solver: str, bound: float | None,
+               solve_time_s: float, warnings: list[str] | None = None) -> Plan:
+    """Turn a current matrix into profiles (0 whenever no car is present), results and reports."""
+    t_now = problem.now.timestamp()
+    t_end = float(c.slot_end[-1])
+    sess_by_conn: dict[str, list[int]] = {}
+    for i, s in enumerate(problem.sessions):
+        sess_by_conn.setdefault(s.connector, []).append(i)
+
+    profiles = []
+    for conn in problem.site.connectors:
+        idx = sorted(sess_by_conn.get(conn.id, []), key=lambda i: problem.sessions[i].arrival)
+        times: list[float] = [t_now]
+        values: list[float] = [0.0]
+        served: list[str] = []
+        for i in idx:
+            s = problem.sessions[i]
+            slots = np.flatnonzero(c.hours[i] > 0)
+            if slots.size == 0:
+                continue
+            served.append(s.id)
+            arr, dep = max(s.arrival.timestamp(), t_now), s.departure.timestamp()
+            seg_start = np.maximum(c.slot_start[slots], arr)
+            for ts, v in zip(seg_start.tolist(), x[i, slots].tolist(), strict=True):
+                _push(times, values, ts, v)
+            if dep < t_end:
+                _push(times, values, dep, 0.0)
+        points = tuple(ChangePoint(_dt(ts), round(v, 6)) for ts, v in zip(times, values,
+                                                                           strict=True))
+        profiles.append(ConnectorProfile(conn.id, tuple(served), points))
+
+    e = delivered_kwh(c, x)
+    req = c.need_ah * c.kw_per_a
+    results = tuple(
+        SessionResult(s.id, s.connector, float(req[i]), float(e[i]),
+                      float(max(0.0, req[i] - e[i])))
+        for i, s in enumerate(problem.sessions)
+    )
+
+    mag = row_magnitude(c, x)
+    peaks: dict[tuple[str, str], Peak] = {}
+    for k, row in enumerate(c.rows):
+        t = int(np.argmax(mag[k]))
+        key = (row.node, row.label)
+        if key not in peaks or mag[k, t] > peaks[key].peak:
+            peaks[key] = Peak(row.node, row.label, float(mag[k, t]), float(c.limit[k, t]),
+                              _dt(float(c.slot_start[t])))
+
+    energy_slot = x * c.hours * c.kw_per_a[:, None]
+    delivered = float(e.sum())
+    out_warnings = list(warnings or [])
+    out_warnings.extend(_unmet_warnings(problem, c, x, mag, results))
+    return Plan(
+        start=problem.now,
+        end=_dt(t_end),
+        profiles=tuple(profiles),
+        sessions=results,
+        peaks=tuple(peaks.values()),
+        energy_cost=float((energy_slot * c.price).sum()),
+        carbon_kg=float((energy_slot * c.carbon).sum() / 1000.0),
+        solver=solver,
+        mode=problem.options.mode.value,
+        solve_time_s=solve_time_s,
+        lp_bound_kwh=bound,
+        gap=None if bound is None or bound <= 0 else max(0.0, 1.0 - delivered / bound),
+        warnings=tuple(out_warnings),
+    )
+
+
+def _push(times: list[float], values: list[float], ts: float, v: float) -> None:
+    """Append a change point, merging equal values and overwriting a point at the same time."""
+    if abs(ts - times[-1]) < 1e-6:
+        times.pop()
+        values.pop()
+    if values and abs(values[-1] - v) < 1e-9:
+        return
+    times.append(ts)
+    values.append(v)
+
+
+def _unmet_warnings(problem: Problem, c: Compiled, x: F64, mag: F64,
+                    results: tuple[SessionResult, ...]) -> list[str]:
+    """`s3: 4.2 kWh unmet; binding: P2 L1 14:00-16:00` for each session left short."""
+    out = []
+    tight = mag >= c.limit * (1 - 1e-6) - 1e-6  # [K, T] rows at their limit
+    for i, r in enumerate(results):
+        if r.unmet_kwh <= ENERGY_TOL_KWH:
+            continue
+        present = c.hours[i] > 0
+        room = present & (x[i] < c.ub[i] - 1e-9)
+        rows_i = c.sess_row[c.sess_ptr[i]:c.sess_ptr[i + 1]]
+        best, best_slots = -1, np.empty(0, dtype=np.int64)
+        for k in rows_i:
+            slots = np.flatnonzero(tight[k] & room)
+            if slots.size > best_slots.size:
+                best, best_slots = int(k), slots
+        if best >= 0:
+            a = _dt(float(c.slot_start[best_slots[0]]))
+            b = _dt(float(c.slot_end[best_slots[-1]]))
+            why = f"binding: {c.rows[best]} {a:%H:%M}-{b:%H:%M}"
+        elif not present.any():
+            why = "car not present within the horizon"
+        elif not room.any():
+            why = "binding: connector/vehicle maximum current for the whole stay"
+        else:
+            why = "minimum current or current step does not fit the remaining energy"
+        out.append(f"{r.session}: {r.unmet_kwh:.2f} kWh unmet; {why}")
+    return out
