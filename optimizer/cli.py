@@ -69,7 +69,8 @@ def render_table(problem, plan) -> str:  # type: ignore[no-untyped-def]
         + f"; cost {plan.energy_cost:.2f}; {plan.carbon_kg:.2f} kg CO2",
         f"checker: {len(plan.violations)} violations",
         "",
-        f"{'connector':<12} {'session':<14} {'want kWh':>8} {'plan kWh':>8} {'unmet':>6}  profile (UTC, A)",
+        f"{'connector':<12} {'session':<14} {'want kWh':>8} {'plan kWh':>8} {'unmet':>6}  "
+        "profile (UTC, A)",
     ]
     by_conn = {s.session: s for s in plan.sessions}
     for prof in plan.profiles:

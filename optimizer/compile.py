@@ -21,7 +21,16 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 
-from .model import PHASES, Node, Problem, Session, kw_per_amp, phase_coefficients
+from .model import (
+    PHASES,
+    CapacityLimit,
+    CurtailmentEvent,
+    Node,
+    Problem,
+    Session,
+    kw_per_amp,
+    phase_coefficients,
+)
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -151,10 +160,11 @@ def box_safe_subsets(coefs: list[complex]) -> list[list[int]]:
     """Member subsets whose magnitude rows together bound |z| for *every* draw in [0, x].
 
     A car may draw less than its profile (partial slot, taper). When all coefficients lie within
-    90 degrees of each other, |sum c_i x_i| only grows with each x_i and one row suffices. Otherwise
-    (e.g. a transformer primary fed by branches 120 degrees apart) the largest magnitude over the box
-    is reached by a half-plane subset {i : Re(c_i e^{-j psi}) > 0} for some direction psi; there are
-    at most twice as many such subsets as coefficient directions, and each becomes its own row.
+    90 degrees of each other, |sum c_i x_i| only grows with each x_i and one row suffices.
+    Otherwise (e.g. a transformer primary fed by branches 120 degrees apart) the largest magnitude
+    over the box is reached by a half-plane subset {i : Re(c_i e^{-j psi}) > 0} for some direction
+    psi; there are at most twice as many such subsets as coefficient directions, and each becomes
+    its own row.
     """
     angles = sorted({round(cmath.phase(c), 9) for c in coefs})
     spread_ok = all(math.cos(a - b) >= -1e-12 for a in angles for b in angles)
@@ -162,7 +172,7 @@ def box_safe_subsets(coefs: list[complex]) -> list[list[int]]:
         return [list(range(len(coefs)))]
     # The half-plane set only changes where psi crosses a_k +- 90 degrees: sample between those.
     cuts = sorted({(a + s * math.pi / 2) % (2 * math.pi) for a in angles for s in (1, -1)})
-    mids = [(u + v) / 2 for u, v in zip(cuts, cuts[1:] + [cuts[0] + 2 * math.pi])]
+    mids = [(u + v) / 2 for u, v in zip(cuts, [*cuts[1:], cuts[0] + 2 * math.pi], strict=False)]
     candidates = {
         frozenset(k for k, b in enumerate(angles) if math.cos(b - psi) > 1e-9) for psi in mids
     }
@@ -247,6 +257,13 @@ def compile_problem(problem: Problem) -> Compiled:
                 members.append([mem[j] for j in subset])
                 limits.append(np.maximum(lim, 0.0))
 
+    caps_of: dict[str, list[CapacityLimit]] = {}
+    for cap_ in problem.signals.capacity:
+        caps_of.setdefault(cap_.node, []).append(cap_)
+    events_of: dict[str, list[CurtailmentEvent]] = {}
+    for ev in problem.signals.events:
+        events_of.setdefault(ev.node, []).append(ev)
+
     inf = np.full(T, np.inf)
     for node in site.nodes:
         idx = below[node.id]
@@ -257,18 +274,14 @@ def compile_problem(problem: Problem) -> Compiled:
         kw_lim = inf.copy()
         if node.power_limit_kw is not None:
             kw_lim[:] = node.power_limit_kw
-        for cap_ in problem.signals.capacity:
-            if cap_.node != node.id:
-                continue
+        for cap_ in caps_of.get(node.id, ()):
             hit = _touches(_ts(cap_.start), _ts(cap_.end), starts, ends)
             if cap_.limit_kw is not None:
                 kw_lim[hit] = np.minimum(kw_lim[hit], cap_.limit_kw)
             if cap_.phase_limit_a is not None:
                 for p in range(3):
                     phase_lim[p][hit] = np.minimum(phase_lim[p][hit], cap_.phase_limit_a[p])
-        for ev in problem.signals.events:
-            if ev.node != node.id:
-                continue
+        for ev in events_of.get(node.id, ()):
             hit = _touches(_ts(ev.start), _ts(ev.end), starts, ends)
             if ev.limit_kw is not None:
                 kw_lim[hit] = np.minimum(kw_lim[hit], ev.limit_kw)

@@ -12,7 +12,7 @@ import cmath
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 
 PHASES = ("L1", "L2", "L3")
 #: Angle of each site phase's line-to-neutral voltage (and of a unity-power-factor current on it).
@@ -22,14 +22,14 @@ BRANCH_ANGLE_DEG = {(0, 1): 30.0, (1, 2): -90.0, (2, 0): 150.0}
 ROTATIONS = ("L1L2L3", "L2L3L1", "L3L1L2", "L1L3L2", "L2L1L3", "L3L2L1")
 
 
-class Wiring(str, Enum):
+class Wiring(StrEnum):
     """How a connector is connected: line-to-neutral (Europe) or line-to-line (North America)."""
 
     WYE = "wye"
     DELTA = "delta"
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     FAST = "fast"
     LP = "lp"
     AUTO = "auto"
@@ -69,8 +69,9 @@ class Node:
 class Connector:
     """One outlet a car plugs into; always hangs below a node (its charger).
 
-    A current is either 0 or in [min_current_a, max_current_a] on the grid ``min + k*current_step_a``
-    (``current_step_a`` 0 = any value), unless ``allowed_currents_a`` lists the only values it takes.
+    A current is either 0 or in [min_current_a, max_current_a] on the grid
+    ``min + k*current_step_a`` (step 0 = any value), unless ``allowed_currents_a`` lists the only
+    values it takes.
     ``phase_rotation`` says which site phase each of the connector's phases lands on; for DELTA
     wiring the single branch runs between the first two (``L1L2L3`` = L1-L2) at
     ``phase_angle_deg`` (default: the standard angle of that branch).

@@ -64,17 +64,20 @@ class _Errors:
             raise ValidationError(tuple(self.items))
 
 
-def _time(msg: Any, name: str, path: str, err: _Errors, default: datetime | None = None) -> datetime:
+def _time(
+    msg: Any, name: str, path: str, err: _Errors, default: datetime | None = None
+) -> datetime:
+    path = f"{path}.{name}" if path else name
     if not msg.HasField(name):
         if default is None:
-            err.add(f"{path}.{name}", "required")
+            err.add(path, "required")
             return _EPOCH
         return default
     ts: Timestamp = getattr(msg, name)
     # Timestamp's valid range is years 1-9999; protobuf itself rejects beyond that on parse,
     # but a binary client can send anything.
     if not (-62135596800 <= ts.seconds <= 253402300799) or not (0 <= ts.nanos < 1_000_000_000):
-        err.add(f"{path}.{name}", "timestamp out of range")
+        err.add(path, "timestamp out of range")
         return _EPOCH
     return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
@@ -84,6 +87,12 @@ def _minutes(msg: Any, name: str, default: float) -> float:
         return default
     d: Duration = getattr(msg, name)
     return d.seconds / 60.0 + d.nanos / 60e9
+
+
+def _whole_minutes(msg: Any, name: str, default: int) -> int | float:
+    """Whole minutes as int; a fractional value stays float so validation can name it."""
+    v = _minutes(msg, name, default)
+    return int(v) if float(v).is_integer() else v
 
 
 def _opt(msg: Any, name: str) -> float | None:
@@ -196,14 +205,14 @@ def signals_from_proto(m: pb.Signals, err: _Errors, path: str = "signals") -> Si
 def options_from_proto(m: pb.Options, err: _Errors, path: str = "options") -> Options:
     d = Options()
     return Options(
-        slot_minutes=_minutes(m, "slot_length", d.slot_minutes),  # type: ignore[arg-type]
+        slot_minutes=_whole_minutes(m, "slot_length", d.slot_minutes),  # type: ignore[arg-type]
         horizon_hours=_minutes(m, "horizon", d.horizon_hours * 60) / 60.0,
         mode=_enum(m.mode, _MODES, f"{path}.mode", err),
         time_limit_s=_minutes(m, "time_limit", d.time_limit_s / 60) * 60.0,
         cost_weight=m.cost_weight if m.HasField("cost_weight") else d.cost_weight,
         carbon_weight=m.carbon_weight if m.HasField("carbon_weight") else d.carbon_weight,
-        min_on_minutes=_minutes(m, "min_on", 0),  # type: ignore[arg-type]
-        min_off_minutes=_minutes(m, "min_off", 0),  # type: ignore[arg-type]
+        min_on_minutes=_whole_minutes(m, "min_on", 0),  # type: ignore[arg-type]
+        min_off_minutes=_whole_minutes(m, "min_off", 0),  # type: ignore[arg-type]
         phasor_polygon_sides=m.phasor_polygon_sides or d.phasor_polygon_sides,
     )
 
