@@ -228,8 +228,13 @@ def compile_problem(problem: Problem) -> Compiled:
             lo[i] = lv[1] if lv.size > 1 else 0.0
             top = float(lv[-1])
         else:
-            lo[i] = max(c.min_current_a, s.vehicle_min_current_a or 0.0)
+            # The vehicle's minimum lifts the lowest current, but the grid stays the connector's.
+            lo[i] = c.min_current_a
             step[i] = c.current_step_a
+            vmin = s.vehicle_min_current_a or 0.0
+            if vmin > lo[i]:
+                lo[i] = (lo[i] + math.ceil((vmin - lo[i]) / step[i] - GRID_EPS) * step[i]
+                         if step[i] > 0 else vmin)
             top = floor_to_grid(cap, lo[i], step[i], np.empty(0)) if cap >= lo[i] else 0.0
         lev_ptr[i + 1] = len(levels)
         ub[i] = np.where(hours[i] > 0, top, 0.0)

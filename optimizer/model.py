@@ -140,7 +140,8 @@ class CurtailmentEvent:
     """A grid operator's demand-response event on a node.
 
     Either an absolute import limit (``limit_kw``) or a reduction (``reduction_kw``) of the node's
-    baseline capacity. A higher ``modification`` supersedes a lower one of the same ``id``.
+    baseline capacity. The service keeps one event per ``id``: a higher ``modification``
+    supersedes a lower one; within one request ids are unique.
     """
 
     id: str

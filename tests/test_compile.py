@@ -136,3 +136,9 @@ def test_box_safe_rows_bound_every_partial_draw(items: list[tuple[float, int, fl
     worst = max(abs(sum(cs[j] * x[j] for j in sub))
                 for r in range(1, len(cs) + 1) for sub in itertools.combinations(range(len(cs)), r))
     assert emitted >= worst - 1e-9
+
+
+def test_vehicle_minimum_keeps_the_connector_grid() -> None:
+    s = Session("a", "c2", NOW, NOW + 60 * M, 5.0, vehicle_min_current_a=6.5)
+    c = compile_problem(Problem(_site(), (s,), NOW, options=Options(horizon_hours=1.0)))
+    assert c.lo[0] == 7.0 and c.step[0] == 1.0 and c.ub[0, 0] == 32.0
