@@ -1,0 +1,791 @@
+"""The gRPC servicers: ChargingOptimizer (CSMS-facing) and GridOperator (DSO-facing).
+
+Rules every handler follows, and why:
+
+- Validate before touching the store, and validate the *would-be* state: for a mutation of a
+  stored site the handler reads the site's current ``Problem``, applies the change in memory and
+  runs ``validate`` on the result, so references (connector, node) and overlaps with stored
+  sessions are checked by the same code that guards the solver. Only then is the change written.
+  Read-validate-write runs under a per-site lock so two concurrent mutations cannot each pass
+  validation against a state the other is about to change.
+- Violation paths are reported relative to the request. Paths into the would-be problem map as:
+
+  ====================  ===================================  ===============================
+  RPC                   would-be problem path                request path
+  ====================  ===================================  ===============================
+  PutSite               ``site.*``, ``options.*``            unchanged (wire option names)
+  StartSession          ``sessions[new].*``                  ``session.*``
+                        ``sessions[k].arrival`` overlapping  ``session.departure`` (the new
+                        the new session                      stay runs into a stored one)
+                        ``sessions`` (count, size)           ``session``
+  UpdateSession         ``sessions[i].departure`` etc.       ``departure``, ``energy_*_kwh``,
+                                                             ``measured_current_a``
+                        ``sessions[k].arrival`` overlap      ``departure``
+  SubmitEvent           ``signals.events[new].*``            ``event.*``
+  SetCapacityForecast   ``signals.capacity[o+k].*``          ``capacity[k].*``
+  SetPrices             ``signals.prices[k].*`` (carbon)     ``prices[k].*`` (``carbon[k].*``)
+  ====================  ===================================  ===============================
+
+  A violation that lies in *stored* state only (e.g. PutSite removing a node a stored event
+  names) is FAILED_PRECONDITION with a ``PreconditionFailure`` naming the stored object, because
+  the request itself is well formed.
+- Status codes: ValidationError -> INVALID_ARGUMENT (+BadRequest); unknown site/session/event ->
+  NOT_FOUND (+ResourceInfo); duplicate session -> ALREADY_EXISTS (+ResourceInfo); stale event
+  modification, conflict with stored sessions -> FAILED_PRECONDITION (+PreconditionFailure);
+  Optimize or WatchPlans slots all taken -> RESOURCE_EXHAUSTED (+QuotaFailure); deadline already
+  past -> DEADLINE_EXCEEDED; anything else -> INTERNAL, logged with an incident id.
+- SetPrices: protobuf cannot tell an absent repeated field from an empty one, so an empty
+  ``prices`` (or ``carbon``) leaves that series as stored; a request with both empty clears both.
+- GetPlan: a site whose first plan is still being computed waits for it (up to the deadline or
+  ``ServiceConfig.get_plan_wait_s``); if there is still none, FAILED_PRECONDITION (type
+  PLAN_NOT_READY, with the planner's last error if planning failed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+
+from .api.convert import (
+    _Errors,
+    _proto_path,
+    _time,
+    capacity_from_proto,
+    event_from_proto,
+    event_to_proto,
+    options_from_proto,
+    options_to_proto,
+    plan_to_proto,
+    session_from_proto,
+    signals_from_proto,
+    site_from_proto,
+    site_to_proto,
+    values_from_proto,
+)
+from .api.smartcharging.v1 import smartcharging_pb2 as pb
+from .model import Problem, Session, Signals
+from .plan import Plan
+from .service_errors import (
+    ServiceError,
+    already_exists,
+    deserializer,
+    exhausted,
+    failed_precondition,
+    invalid,
+    invalid_field,
+    not_found,
+    serialize,
+    stream,
+    unary,
+)
+from .service_planner import Planner
+from .store import NotFound, Store
+from .validate import FieldViolation, Limits, ValidationError, validate, validate_site
+
+log = logging.getLogger("optimizer.service")
+
+CHARGING_SERVICE = "smartcharging.v1.ChargingOptimizer"
+GRID_SERVICE = "smartcharging.v1.GridOperator"
+
+SolveFn = Callable[..., Plan]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Per-server limits. Each bounds what one client can make the server hold or do."""
+
+    #: Size bounds per request (sessions, slots, ids...): ``optimizer.validate.Limits``.
+    limits: Limits = field(default_factory=Limits)
+    #: Largest request accepted (INVALID_ARGUMENT above it). The transport refuses messages of
+    #: twice this size outright (RESOURCE_EXHAUSTED from grpc itself) so a huge one is not even
+    #: read into memory.
+    max_request_bytes: int = 16 * 1024 * 1024
+    #: Optimize calls solving at once; more are refused with RESOURCE_EXHAUSTED, not queued,
+    #: so a client's retry policy (not an invisible queue) decides what waits.
+    max_concurrent_optimize: int = 16
+    #: Optimize calls computing at once (the rest of the admitted ones wait their turn, within
+    #: their deadline); 0 = one per CPU core.
+    solve_threads: int = 0
+    #: Open WatchPlans streams. Each holds a server thread for its lifetime.
+    max_watchers: int = 32
+    #: Sites named in one WatchPlans request.
+    max_watch_sites: int = 1_000
+    #: Subtracted from a client's remaining deadline to get the solver's budget: the time to
+    #: build, check and send the plan after the solver stops.
+    deadline_margin_s: float = 0.05
+    #: How long GetPlan waits for a site's first plan.
+    get_plan_wait_s: float = 10.0
+
+
+_ITEM = re.compile(
+    r"^(sessions|signals\.events|signals\.capacity|signals\.prices|signals\.carbon)\[(\d+)\](.*)$"
+)
+_REF = re.compile(
+    r"(sessions|signals\.events|signals\.capacity|signals\.prices|signals\.carbon)\[(\d+)\]"
+)
+_SAME_ID = re.compile(r"('[^']*') \(\1\)")
+#: Stripes of per-site locks: bounded memory whatever site ids clients invent.
+_LOCK_STRIPES = 64
+
+Mapper = Callable[[str, str], str | None]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_id(path: str, value: str, limits: Limits) -> None:
+    """The same rule ``validate`` applies to ids: non-blank and of bounded length."""
+    if not value.strip():
+        raise invalid_field(path, "must not be empty")
+    if len(value) > limits.max_id_length:
+        raise invalid_field(path, f"longer than {limits.max_id_length} characters")
+
+
+def _proto_sizes(req: pb.OptimizeRequest, limits: Limits) -> None:
+    """``validate``'s size bounds, checked on the message before anything is converted."""
+    out: list[FieldViolation] = []
+
+    def size(path: str, n: int, limit: int, what: str) -> None:
+        if n > limit:
+            out.append(FieldViolation(path, f"{n} {what}; at most {limit} per request"))
+
+    size("site.nodes", len(req.site.nodes), limits.max_nodes, "nodes")
+    size("site.connectors", len(req.site.connectors), limits.max_connectors, "connectors")
+    size("sessions", len(req.sessions), limits.max_sessions, "sessions")
+    size("signals.events", len(req.signals.events), limits.max_events, "events")
+    total = len(req.signals.capacity) + len(req.signals.prices) + len(req.signals.carbon)
+    size("signals", total, limits.max_signal_entries, "capacity, price and carbon entries")
+    if out:
+        raise ValidationError(out)
+
+
+def problem_from_optimize(req: pb.OptimizeRequest, limits: Limits) -> Problem:
+    """Convert and validate an Optimize request with the server's limits (paths as sent)."""
+    _proto_sizes(req, limits)
+    err = _Errors()
+    site = site_from_proto(req.site, err)
+    sessions = tuple(
+        session_from_proto(s, f"sessions[{k}]", err) for k, s in enumerate(req.sessions)
+    )
+    signals = signals_from_proto(req.signals, err)
+    options = options_from_proto(req.options, err)
+    now = _time(req, "now", "", err, default=_now())
+    err.raise_if_any()
+    problem = Problem(site=site, sessions=sessions, now=now, signals=signals, options=options)
+    try:
+        validate(problem, limits)
+    except ValidationError as exc:
+        raise ValidationError(
+            FieldViolation(_proto_path(v.field), v.description) for v in exc.violations
+        ) from None
+    return problem
+
+
+class _Names:
+    """Describes would-be problem items for messages: the new one as the request names it,
+    stored ones by their id."""
+
+    def __init__(self, problem: Problem, new: dict[str, str]) -> None:
+        self.problem = problem
+        self.new = new  # e.g. {"sessions[4]": "session"}
+
+    def stored(self, coll: str, idx: int) -> str:
+        p, sig = self.problem, self.problem.signals
+        try:
+            if coll == "sessions":
+                return f"stored session {p.sessions[idx].id!r}"
+            if coll == "signals.events":
+                return f"stored event {sig.events[idx].id!r}"
+            if coll == "signals.capacity":
+                return f"stored capacity entry of node {sig.capacity[idx].node!r}"
+            if coll == "signals.prices":
+                return f"stored prices[{idx}]"
+            return f"stored carbon[{idx}]"
+        except IndexError:
+            return f"{coll}[{idx}]"
+
+    def text(self, desc: str) -> str:
+        def sub(m: re.Match[str]) -> str:
+            key = m.group(0)
+            return self.new.get(key) or self.stored(m.group(1), int(m.group(2)))
+
+        # "stored session 's1' ('s1')": validate already names the id after the index.
+        return _SAME_ID.sub(r"\1", _REF.sub(sub, desc))
+
+    def is_stored(self, path: str) -> bool:
+        m = _ITEM.match(path)
+        return m is not None and f"{m.group(1)}[{m.group(2)}]" not in self.new
+
+    def describe_for_request(self, path: str, desc: str) -> str:
+        """A violation found on a stored item but caused by the request (an overlap the new
+        or changed stay creates): say which stored item is in the way."""
+        m = _ITEM.match(path)
+        if m is not None and m.group(1) == "sessions":
+            s = self.problem.sessions[int(m.group(2))]
+            return (f"the stay would overlap stored session {s.id!r} on connector "
+                    f"{s.connector!r}, which arrives {s.arrival.isoformat()}")
+        return self.text(desc)
+
+    def subject(self, path: str) -> str:
+        m = _ITEM.match(path)
+        if m is None:
+            return path
+        return self.stored(m.group(1), int(m.group(2))) + m.group(3)
+
+
+class Core:
+    """State and rules shared by both servicers."""
+
+    def __init__(
+        self, store: Store, planner: Planner, solve_fn: SolveFn, config: ServiceConfig
+    ) -> None:
+        self.store = store
+        self.planner = planner
+        self.solve = solve_fn
+        self.cfg = config
+        self.limits = config.limits
+        self._optimize_slots = threading.BoundedSemaphore(config.max_concurrent_optimize)
+        self._cpu_slots = threading.BoundedSemaphore(config.solve_threads or os.cpu_count() or 2)
+        self._watch_slots = threading.BoundedSemaphore(config.max_watchers)
+        self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+
+    def site_lock(self, site_id: str) -> threading.Lock:
+        return self._locks[zlib.crc32(site_id.encode("utf-8", "surrogatepass")) % _LOCK_STRIPES]
+
+    def budget(self, context: grpc.ServicerContext, default: float) -> float:
+        """Solver seconds: the option, cut to the client's remaining deadline minus a margin."""
+        remaining = context.time_remaining()
+        if remaining is None or remaining > 1e7:  # no deadline set
+            return default
+        left = remaining - self.cfg.deadline_margin_s
+        if left <= 0:
+            raise self.deadline_error(remaining)
+        return min(default, left)
+
+    def deadline_error(self, remaining: float) -> ServiceError:
+        return ServiceError(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"deadline too close to plan: {max(remaining, 0.0) * 1000:.0f} ms left, "
+            f"need more than {self.cfg.deadline_margin_s * 1000:.0f} ms",
+        )
+
+    def stored_problem(self, site_id: str) -> Problem:
+        try:
+            return self.store.problem(site_id, _now())
+        except NotFound:
+            raise not_found("site", site_id, f"site {site_id!r} not found") from None
+
+    def stored_signals_problem(self, site_id: str) -> Problem:
+        """The stored site, options and signals, without sessions: what signal changes are
+        validated against. No signal rule looks at sessions, and a site's sessions are most of
+        its state (reading and re-validating 1,000 of them costs ~25 ms per event)."""
+        try:
+            site, options = self.store.get_site(site_id)
+            signals = self.store.signals(site_id)
+        except NotFound:
+            raise not_found("site", site_id, f"site {site_id!r} not found") from None
+        return Problem(site=site, sessions=(), now=_now(), signals=signals, options=options)
+
+    def check_would_be(self, problem: Problem, mapper: Mapper, names: _Names) -> None:
+        """Validate the state a mutation would create; raise with request-relative paths."""
+        try:
+            validate(problem, self.limits)
+        except ValidationError as exc:
+            mine: list[FieldViolation] = []
+            theirs: list[tuple[str, str]] = []
+            for v in exc.violations:
+                path = _proto_path(v.field)
+                mapped = mapper(path, v.description)
+                if mapped is None:
+                    theirs.append((names.subject(path), names.text(v.description)))
+                elif names.is_stored(path):
+                    mine.append(FieldViolation(mapped,
+                                               names.describe_for_request(path, v.description)))
+                else:
+                    mine.append(FieldViolation(mapped, names.text(v.description)))
+            if mine:
+                raise invalid(mine) from None
+            raise failed_precondition(
+                "STORED_STATE_CONFLICT",
+                theirs,
+                "the change conflicts with stored state: "
+                + "; ".join(f"{s}: {d}" for s, d in theirs[:5]),
+            ) from None
+
+
+def _item(path: str) -> tuple[str, int, str] | None:
+    m = _ITEM.match(path)
+    return None if m is None else (m.group(1), int(m.group(2)), m.group(3))
+
+
+def _mapper_start_session(n: int) -> Mapper:
+    def m(path: str, desc: str) -> str | None:
+        it = _item(path)
+        if it is not None and it[0] == "sessions":
+            if it[1] == n:
+                return "session" + it[2]
+            if it[2] == ".arrival" and f"sessions[{n}]" in desc:
+                return "session.departure"
+            return None
+        return "session" if path == "sessions" else None
+
+    return m
+
+
+_UPDATE_FIELDS = {
+    ".departure": "departure",
+    ".energy_delivered_kwh": "energy_delivered_kwh",
+    ".energy_requested_kwh": "energy_requested_kwh",
+    ".measured_current_a": "measured_current_a",
+}
+
+
+def _mapper_update_session(i: int) -> Mapper:
+    def m(path: str, desc: str) -> str | None:
+        it = _item(path)
+        if it is None or it[0] != "sessions":
+            return None
+        if it[1] == i:
+            return _UPDATE_FIELDS.get(it[2])
+        if it[2] == ".arrival" and f"sessions[{i}]" in desc:
+            return "departure"
+        return None
+
+    return m
+
+
+def _mapper_event(e: int) -> Mapper:
+    def m(path: str, desc: str) -> str | None:
+        it = _item(path)
+        if it is not None and it[0] == "signals.events" and it[1] == e:
+            return "event" + it[2]
+        return "event" if path == "signals.events" else None
+
+    return m
+
+
+def _mapper_capacity(offset: int) -> Mapper:
+    def m(path: str, desc: str) -> str | None:
+        it = _item(path)
+        if it is not None and it[0] == "signals.capacity" and it[1] >= offset:
+            return f"capacity[{it[1] - offset}]{it[2]}"
+        return "capacity" if path == "signals" else None
+
+    return m
+
+
+def _mapper_prices(prices: bool, carbon: bool) -> Mapper:
+    def m(path: str, desc: str) -> str | None:
+        it = _item(path)
+        if it is not None and it[0] == "signals.prices" and prices:
+            return f"prices[{it[1]}]{it[2]}"
+        if it is not None and it[0] == "signals.carbon" and carbon:
+            return f"carbon[{it[1]}]{it[2]}"
+        return ("prices" if prices else "carbon") if path == "signals" else None
+
+    return m
+
+
+def _mapper_put_site(path: str, desc: str) -> str | None:
+    return path if path.startswith(("site.", "options.")) or path in ("site", "options") else None
+
+
+# --- ChargingOptimizer -------------------------------------------------------------------------
+
+
+class ChargingOptimizerService:
+    """CSMS-facing RPCs. Method names are the proto's, so handlers register by reflection."""
+
+    def __init__(self, core: Core) -> None:
+        self.c = core
+
+    def Optimize(self, req: pb.OptimizeRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        c.budget(context, 0.0)  # DEADLINE_EXCEEDED at once if it is already too close
+        if not c._optimize_slots.acquire(blocking=False):
+            raise exhausted(
+                "Optimize",
+                f"{c.cfg.max_concurrent_optimize} Optimize calls are already running; retry "
+                "with backoff",
+            )
+        try:
+            # Admitted calls take turns on the CPU: the work is mostly Python under the GIL,
+            # and more runnable solves than cores only adds switching (measured: 8 at once
+            # gave half the throughput of 2 at once).
+            wait = context.time_remaining()
+            if not c._cpu_slots.acquire(timeout=None if wait is None or wait > 1e7 else wait):
+                raise c.deadline_error(0.0)
+            try:
+                problem = problem_from_optimize(req, c.limits)
+                budget = c.budget(context, problem.options.time_limit_s)
+                plan = c.solve(problem, time_limit_s=budget)
+                msg = plan_to_proto(plan, problem.site.id)
+            finally:
+                c._cpu_slots.release()
+        finally:
+            c._optimize_slots.release()
+        msg.computed_at.GetCurrentTime()
+        return pb.OptimizeResponse(plan=msg)
+
+    def PutSite(self, req: pb.PutSiteRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        if not req.HasField("site"):
+            raise invalid_field("site", "required")
+        err = _Errors()
+        site = site_from_proto(req.site, err)
+        options = options_from_proto(req.options, err)
+        err.raise_if_any()
+        validate_site(site, c.limits)
+        now = _now()
+        with c.site_lock(site.id):
+            try:
+                stored: Problem | None = c.store.problem(site.id, now)
+            except NotFound:
+                stored = None
+            would = Problem(
+                site=site,
+                sessions=stored.sessions if stored else (),
+                now=now,
+                signals=stored.signals if stored else Signals(),
+                options=options,
+            )
+            c.check_would_be(would, _mapper_put_site, _Names(would, {}))
+            try:
+                created = c.store.put_site(site, options)
+            except ValueError as exc:  # sessions on connectors the new site lacks
+                raise failed_precondition(
+                    "ACTIVE_SESSIONS", [("site.connectors", str(exc))], str(exc)
+                ) from None
+        c.planner.touch(site.id)
+        return pb.PutSiteResponse(created=created)
+
+    def GetSite(self, req: pb.GetSiteRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        try:
+            site, options = c.store.get_site(req.site_id)
+        except NotFound:
+            raise not_found("site", req.site_id, f"site {req.site_id!r} not found") from None
+        return pb.GetSiteResponse(site=site_to_proto(site), options=options_to_proto(options))
+
+    def ListSites(self, req: pb.ListSitesRequest, context: grpc.ServicerContext) -> Any:
+        return pb.ListSitesResponse(site_ids=self.c.store.list_sites())
+
+    def DeleteSite(self, req: pb.DeleteSiteRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        with c.site_lock(req.site_id):
+            try:
+                c.store.delete_site(req.site_id)
+            except NotFound:
+                raise not_found("site", req.site_id, f"site {req.site_id!r} not found") from None
+        c.planner.forget(req.site_id)
+        return pb.DeleteSiteResponse()
+
+    def StartSession(self, req: pb.StartSessionRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        if not req.HasField("session"):
+            raise invalid_field("session", "required")
+        err = _Errors()
+        session = session_from_proto(req.session, "session", err)
+        err.raise_if_any()
+        _check_id("session.id", session.id, c.limits)
+        with c.site_lock(req.site_id):
+            stored = c.stored_problem(req.site_id)
+            if any(s.id == session.id for s in stored.sessions):
+                raise already_exists(
+                    "session",
+                    session.id,
+                    f"session {session.id!r} is already active on site {req.site_id!r}",
+                )
+            n = len(stored.sessions)
+            would = replace(stored, sessions=(*stored.sessions, session))
+            c.check_would_be(
+                would, _mapper_start_session(n), _Names(would, {f"sessions[{n}]": "session"})
+            )
+            c.store.add_session(req.site_id, session)
+        c.planner.touch(req.site_id)
+        return pb.StartSessionResponse()
+
+    def UpdateSession(self, req: pb.UpdateSessionRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        _check_id("session_id", req.session_id, c.limits)
+        err = _Errors()
+        changes: dict[str, Any] = {}
+        if req.HasField("departure"):
+            changes["departure"] = _time(req, "departure", "", err)
+        for name in ("energy_delivered_kwh", "energy_requested_kwh", "measured_current_a"):
+            if req.HasField(name):
+                changes[name] = getattr(req, name)
+        err.raise_if_any()
+        with c.site_lock(req.site_id):
+            stored = c.stored_problem(req.site_id)
+            idx = next((k for k, s in enumerate(stored.sessions) if s.id == req.session_id), None)
+            if idx is None:
+                raise not_found(
+                    "session",
+                    req.session_id,
+                    f"session {req.session_id!r} is not active on site {req.site_id!r}",
+                )
+            if not changes:
+                return pb.UpdateSessionResponse()
+            updated: Session = replace(stored.sessions[idx], **changes)
+            sessions = list(stored.sessions)
+            sessions[idx] = updated
+            would = replace(stored, sessions=tuple(sessions))
+            c.check_would_be(
+                would,
+                _mapper_update_session(idx),
+                _Names(would, {f"sessions[{idx}]": "this session"}),
+            )
+            c.store.replace_session(req.site_id, updated)
+        c.planner.touch(req.site_id)
+        return pb.UpdateSessionResponse()
+
+    def StopSession(self, req: pb.StopSessionRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        _check_id("session_id", req.session_id, c.limits)
+        with c.site_lock(req.site_id):
+            try:
+                c.store.remove_session(req.site_id, req.session_id)
+            except NotFound as exc:
+                if str(exc).startswith("site "):
+                    raise not_found("site", req.site_id, str(exc)) from None
+                raise not_found("session", req.session_id, str(exc)) from None
+        c.planner.touch(req.site_id)
+        return pb.StopSessionResponse()
+
+    def GetPlan(self, req: pb.GetPlanRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        plan = c.planner.current(req.site_id)
+        if plan is not None:
+            return pb.GetPlanResponse(plan=plan)
+        try:
+            c.store.get_site(req.site_id)
+        except NotFound:
+            raise not_found("site", req.site_id, f"site {req.site_id!r} not found") from None
+        c.planner.touch_if_unknown(req.site_id)
+        wait = c.budget(context, c.cfg.get_plan_wait_s)
+        plan, error = c.planner.wait_plan(req.site_id, wait)
+        if plan is None:
+            why = error or "the first plan is still being computed; retry shortly"
+            raise failed_precondition(
+                "PLAN_NOT_READY",
+                [("site_id", why)],
+                f"site {req.site_id!r} has no plan yet: {why}",
+            )
+        return pb.GetPlanResponse(plan=plan)
+
+    def WatchPlans(
+        self, req: pb.WatchPlansRequest, context: grpc.ServicerContext
+    ) -> Iterator[bytes]:
+        c = self.c
+        if len(req.site_ids) > c.cfg.max_watch_sites:
+            raise invalid_field(
+                "site_ids", f"{len(req.site_ids)} sites; at most {c.cfg.max_watch_sites}"
+            )
+        for k, sid in enumerate(req.site_ids):
+            _check_id(f"site_ids[{k}]", sid, c.limits)
+        sites: frozenset[str] | None = frozenset(req.site_ids) if req.site_ids else None
+        if sites is not None:
+            known = set(c.store.list_sites())
+            missing = [s for s in req.site_ids if s not in known]
+            if missing:
+                raise not_found("site", missing[0], f"site {missing[0]!r} not found")
+        if c.planner.stopping:
+            raise ServiceError(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+        if not c._watch_slots.acquire(blocking=False):
+            raise exhausted(
+                "WatchPlans", f"{c.cfg.max_watchers} WatchPlans streams are already open"
+            )
+        sub = c.planner.subscribe(sites)
+        try:
+            context.add_callback(sub.close)  # client gone or deadline: wake the loop below
+            while context.is_active():
+                batch = sub.take(timeout=5.0)
+                if batch is None:
+                    return  # server shutting down (or client gone): end the stream with OK
+                yield from batch
+        finally:
+            c.planner.unsubscribe(sub)
+            c._watch_slots.release()
+
+
+# --- GridOperator ------------------------------------------------------------------------------
+
+
+class GridOperatorService:
+    """Grid-operator RPCs: curtailment events, capacity forecasts, prices."""
+
+    def __init__(self, core: Core) -> None:
+        self.c = core
+
+    def SubmitEvent(self, req: pb.SubmitEventRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        if not req.HasField("event"):
+            raise invalid_field("event", "required")
+        err = _Errors()
+        event = event_from_proto(req.event, "event", err)
+        err.raise_if_any()
+        _check_id("event.id", event.id, c.limits)
+        with c.site_lock(req.site_id):
+            stored = c.stored_signals_problem(req.site_id)
+            events = list(stored.signals.events)
+            idx = next((k for k, e in enumerate(events) if e.id == event.id), None)
+            if idx is None:
+                idx = len(events)
+                events.append(event)
+            else:
+                events[idx] = event
+            would = replace(stored, signals=replace(stored.signals, events=tuple(events)))
+            c.check_would_be(
+                would, _mapper_event(idx), _Names(would, {f"signals.events[{idx}]": "event"})
+            )
+            outcome = c.store.submit_event(req.site_id, event)
+        if outcome == "APPLIED":
+            c.planner.touch(req.site_id)
+        return pb.SubmitEventResponse(outcome=outcome)
+
+    def CancelEvent(self, req: pb.CancelEventRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        _check_id("event_id", req.event_id, c.limits)
+        with c.site_lock(req.site_id):
+            try:
+                c.store.cancel_event(req.site_id, req.event_id)
+            except NotFound as exc:
+                if str(exc).startswith("site "):
+                    raise not_found("site", req.site_id, str(exc)) from None
+                raise not_found("event", req.event_id, str(exc)) from None
+        c.planner.touch(req.site_id)
+        return pb.CancelEventResponse()
+
+    def ListEvents(self, req: pb.ListEventsRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        try:
+            events = c.store.events(req.site_id)
+        except NotFound:
+            raise not_found("site", req.site_id, f"site {req.site_id!r} not found") from None
+        return pb.ListEventsResponse(events=[event_to_proto(e) for e in events])
+
+    def SetCapacityForecast(
+        self, req: pb.SetCapacityForecastRequest, context: grpc.ServicerContext
+    ) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        _check_id("node", req.node, c.limits)
+        bad = [
+            FieldViolation(
+                f"capacity[{k}].node",
+                f"must equal node {req.node!r} (one forecast per request), got {cap.node!r}",
+            )
+            for k, cap in enumerate(req.capacity)
+            if cap.node != req.node
+        ]
+        if bad:
+            raise invalid(bad)
+        if len(req.capacity) > c.limits.max_signal_entries:
+            raise invalid_field(
+                "capacity", f"{len(req.capacity)} entries; at most {c.limits.max_signal_entries}"
+            )
+        err = _Errors()
+        limits = tuple(
+            capacity_from_proto(cap, f"capacity[{k}]", err) for k, cap in enumerate(req.capacity)
+        )
+        err.raise_if_any()
+        with c.site_lock(req.site_id):
+            stored = c.stored_signals_problem(req.site_id)
+            if all(n.id != req.node for n in stored.site.nodes):
+                raise invalid_field("node", f"unknown node {req.node!r}")
+            others = tuple(x for x in stored.signals.capacity if x.node != req.node)
+            would = replace(stored, signals=replace(stored.signals, capacity=others + limits))
+            o = len(others)
+            c.check_would_be(
+                would,
+                _mapper_capacity(o),
+                _Names(
+                    would,
+                    {f"signals.capacity[{o + k}]": f"capacity[{k}]" for k in range(len(limits))},
+                ),
+            )
+            c.store.set_capacity(req.site_id, req.node, limits)
+        c.planner.touch(req.site_id)
+        return pb.SetCapacityForecastResponse()
+
+    def SetPrices(self, req: pb.SetPricesRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        total = len(req.prices) + len(req.carbon)
+        if total > c.limits.max_signal_entries:
+            raise invalid_field(
+                "prices", f"{total} price and carbon entries; at most {c.limits.max_signal_entries}"
+            )
+        err = _Errors()
+        prices = values_from_proto(req.prices, "prices", err)
+        carbon = values_from_proto(req.carbon, "carbon", err)
+        err.raise_if_any()
+        clear_both = not prices and not carbon
+        new_prices = prices if prices or clear_both else None
+        new_carbon = carbon if carbon or clear_both else None
+        with c.site_lock(req.site_id):
+            stored = c.stored_signals_problem(req.site_id)
+            sig = stored.signals
+            would = replace(
+                stored,
+                signals=replace(
+                    sig,
+                    prices=sig.prices if new_prices is None else new_prices,
+                    carbon=sig.carbon if new_carbon is None else new_carbon,
+                ),
+            )
+            new = {f"signals.prices[{k}]": f"prices[{k}]" for k in range(len(prices))}
+            new |= {f"signals.carbon[{k}]": f"carbon[{k}]" for k in range(len(carbon))}
+            c.check_would_be(would, _mapper_prices(bool(prices), bool(carbon)), _Names(would, new))
+            c.store.set_prices(req.site_id, new_prices, new_carbon)
+        c.planner.touch(req.site_id)
+        return pb.SetPricesResponse()
+
+
+# --- registration ------------------------------------------------------------------------------
+
+
+def _register(server: grpc.Server, impl: object, full_name: str, max_bytes: int) -> None:
+    """Register handlers with our own deserializer (size cap, no INTERNAL for bad bytes) and
+    the error-mapping wrappers."""
+    desc = pb.DESCRIPTOR.services_by_name[full_name.rsplit(".", 1)[1]]
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for m in desc.methods:
+        req_cls = getattr(pb, m.input_type.name)
+        fn = getattr(impl, m.name)
+        parse = deserializer(req_cls, max_bytes)
+        if m.server_streaming:
+            handlers[m.name] = grpc.unary_stream_rpc_method_handler(
+                stream(fn), request_deserializer=parse, response_serializer=serialize
+            )
+        else:
+            handlers[m.name] = grpc.unary_unary_rpc_method_handler(
+                unary(fn), request_deserializer=parse, response_serializer=serialize
+            )
+    server.add_registered_method_handlers(full_name, handlers)  # type: ignore[attr-defined]
+
+
+def register(server: grpc.Server, core: Core) -> None:
+    """Add both services to ``server``."""
+    _register(server, ChargingOptimizerService(core), CHARGING_SERVICE, core.cfg.max_request_bytes)
+    _register(server, GridOperatorService(core), GRID_SERVICE, core.cfg.max_request_bytes)
