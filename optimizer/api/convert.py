@@ -268,9 +268,9 @@ def read_request_json(text: str) -> pb.OptimizeRequest:
 
 
 def _ts(d: datetime) -> Timestamp:
-    t = Timestamp()
-    t.FromDatetime(d)
-    return t
+    # Integer microseconds since the epoch: exact, and ~3x faster than Timestamp.FromDatetime.
+    us = (d - _EPOCH) // timedelta(microseconds=1)
+    return Timestamp(seconds=us // 1_000_000, nanos=us % 1_000_000 * 1000)
 
 
 def site_to_proto(s: Site) -> pb.Site:
