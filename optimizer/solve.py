@@ -20,8 +20,8 @@ from .compile import F64, Compiled, compile_problem
 from .model import Mode, Problem
 from .plan import ChangePoint, ConnectorProfile, Peak, Plan, SessionResult, Violation
 
-#: Energy below this (kWh) is not worth a warning or a fallback.
-ENERGY_TOL_KWH = 0.01
+#: Energy below this (kWh) is rounding to the current grid, not worth a warning or an LP.
+ENERGY_TOL_KWH = 0.05
 
 
 class PlanCheckError(RuntimeError):
@@ -49,11 +49,23 @@ def _score(c: Compiled, x: F64) -> tuple[float, float]:
     return float((c.weight * e).sum()), -cost
 
 
+#: Instances up to this many session-slots also get a MILP (exact minimum currents and sets).
+MILP_MAX_CELLS = 2_000
+
+
 def solve(problem: Problem, *, time_limit_s: float | None = None) -> Plan:
-    """Plan a validated problem with ``problem.options.mode`` within the time limit."""
+    """Plan a validated problem with ``problem.options.mode`` within the time limit.
+
+    ``fast``: the numba heuristic. ``lp``: HiGHS LP (inner polygon, so phasor limits hold), then
+    rounding and repair (plus a time-limited MILP when small). ``auto``: fast first; then the LP
+    energy bound; the LP plan only when the bound says more energy is reachable and time remains.
+    The best clean candidate wins (weighted energy first, then cost).
+    """
     t0 = time.perf_counter()
     budget = problem.options.time_limit_s if time_limit_s is None else time_limit_s
+    left = lambda: budget - (time.perf_counter() - t0)  # noqa: E731
     mode = problem.options.mode
+    sides = problem.options.phasor_polygon_sides
     c = compile_problem(problem)
     candidates: list[tuple[str, F64]] = []
     bound: float | None = None
@@ -61,20 +73,26 @@ def solve(problem: Problem, *, time_limit_s: float | None = None) -> Plan:
 
     if mode in (Mode.FAST, Mode.AUTO):
         candidates.append(("numba-fast", kernels.allocate(c)))
-    if mode is Mode.LP or (
-        mode is Mode.AUTO and _worth_lp(c, candidates[0][1], budget - (time.perf_counter() - t0))
-    ):
-        remaining = max(0.05, budget - (time.perf_counter() - t0))
-        res = lp.solve_lp(c, time_limit_s=remaining, polygon="outer",
-                          sides=problem.options.phasor_polygon_sides)
-        if res.status == "optimal":
-            bound = res.energy_kwh
-        if res.status in ("optimal", "time_limit_feasible"):
+    run_lp = mode is Mode.LP
+    if mode is Mode.AUTO and _unmet_kwh(c, candidates[0][1]) > ENERGY_TOL_KWH and left() > 0.05:
+        bound = lp.lp_energy_bound(c, time_limit_s=max(0.01, left() / 3), sides=sides)
+        fast_kwh = float(delivered_kwh(c, candidates[0][1]).sum())
+        run_lp = bound is None or bound > fast_kwh + ENERGY_TOL_KWH
+    if run_lp and left() > 0.01:
+        res = lp.solve_lp(c, time_limit_s=max(0.01, left()), polygon="inner", sides=sides)
+        if res.status == "optimal" or res.status.endswith("_feasible"):
             candidates.append(("highs-lp+repair", kernels.polish(c, res.x)))
         else:
-            warnings.append(f"LP ended {res.status}; using the fast plan")
-            if not candidates:
-                candidates.append(("numba-fast", kernels.allocate(c)))
+            warnings.append(f"LP ended {res.status} within the time limit")
+        if c.n * c.t <= MILP_MAX_CELLS and left() > 0.05:
+            milp = lp.solve_milp(c, time_limit_s=left() / 2, polygon="inner", sides=sides)
+            if milp.status == "optimal" or milp.status.endswith("_feasible"):
+                candidates.append(("highs-milp", kernels.polish(c, milp.x)))
+    if mode is Mode.LP and bound is None and left() > 0.01:
+        bound = lp.lp_energy_bound(c, time_limit_s=max(0.01, left()), sides=sides)
+    if not candidates:  # the LP found nothing in time: never a useless answer
+        warnings.append("no LP plan in time; using the fast plan")
+        candidates.append(("numba-fast", kernels.allocate(c)))
 
     candidates.sort(key=lambda cand: _score(c, cand[1]), reverse=True)
     rejected: list[Plan] = []
@@ -95,10 +113,8 @@ def solve(problem: Problem, *, time_limit_s: float | None = None) -> Plan:
     raise PlanCheckError(worst.violations, worst)
 
 
-def _worth_lp(c: Compiled, x: F64, remaining_s: float) -> bool:
-    """Run the LP only if the fast plan leaves energy unmet and there is time for it."""
-    unmet = float((c.need_ah * c.kw_per_a).sum() - delivered_kwh(c, x).sum())
-    return unmet > ENERGY_TOL_KWH and remaining_s > 0.05
+def _unmet_kwh(c: Compiled, x: F64) -> float:
+    return float((c.need_ah * c.kw_per_a).sum() - delivered_kwh(c, x).sum())
 
 
 def _dt(ts: float) -> datetime:
@@ -118,6 +134,9 @@ def row_magnitude(c: Compiled, x: F64) -> F64:
 def build_plan(problem: Problem, c: Compiled, x: F64, *, solver: str, bound: float | None,
                solve_time_s: float, warnings: list[str] | None = None) -> Plan:
     """Turn a current matrix into profiles (0 whenever no car is present), results and reports."""
+    # Publish micro-ampere values (16.2, not 16.200000000000003) and derive energy from exactly
+    # what is published; the +1e-3 keeps a value a hair below a grid point on it.
+    x = np.floor(x * 1e6 + 1e-3) / 1e6
     t_now = problem.now.timestamp()
     t_end = float(c.slot_end[-1])
     sess_by_conn: dict[str, list[int]] = {}
@@ -142,8 +161,7 @@ def build_plan(problem: Problem, c: Compiled, x: F64, *, solver: str, bound: flo
                 _push(times, values, ts, v)
             if dep < t_end:
                 _push(times, values, dep, 0.0)
-        points = tuple(ChangePoint(_dt(ts), round(v, 6)) for ts, v in zip(times, values,
-                                                                           strict=True))
+        points = tuple(ChangePoint(_dt(ts), v) for ts, v in zip(times, values, strict=True))
         profiles.append(ConnectorProfile(conn.id, tuple(served), points))
 
     e = delivered_kwh(c, x)
