@@ -42,7 +42,8 @@ def problems(draw: st.DrawFn, max_connectors: int = 8, delta: bool = True,
         kw = draw(st.one_of(st.none(), st.floats(kw_min, 80)))
         phasors = ()
         if delta and draw(st.booleans()):
-            phasors = (PhasorLimit("primary", (0.25, 0.0, -0.25), draw(st.floats(max(5.0, min_limit / 2), 60))),)
+            phasors = (PhasorLimit("primary", (0.25, 0.0, -0.25),
+                                   draw(st.floats(max(5.0, min_limit / 2), 60))),)
         nodes.append(Node(f"n{k}", parent, lim, kw, phasors))
     n_conn = draw(st.integers(1, max_connectors))
     conns = []

@@ -40,8 +40,8 @@ def _site(limit_a: float, n: int = 2, phases: int = 3, **node_kw: float) -> Site
 
 
 def _problem(site: Site, sessions: tuple[Session, ...], mode: Mode = Mode.AUTO,
-             hours: float = 4.0, slot: int = 15, signals: Signals = Signals()) -> Problem:
-    p = Problem(site, sessions, NOW, signals,
+             hours: float = 4.0, slot: int = 15, signals: Signals | None = None) -> Problem:
+    p = Problem(site, sessions, NOW, signals or Signals(),
                 Options(slot_minutes=slot, horizon_hours=hours, mode=mode))
     validate(p)
     return p
