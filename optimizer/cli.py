@@ -1,4 +1,5 @@
-"""``optimizer`` command line: solve a problem file, serve the gRPC API, write the examples."""
+"""``optimizer`` command line: solve a problem file (and render its OCPP profiles), serve the
+gRPC API, run the reference OCPP bridge, write the examples."""
 
 from __future__ import annotations
 
@@ -43,17 +44,86 @@ def cmd_solve(args: argparse.Namespace) -> int:
         problem = replace(problem, options=replace(problem.options, mode=Mode(args.mode)))
     if args.time_limit is not None:
         problem = replace(problem, options=replace(problem.options, time_limit_s=args.time_limit))
+    ocpp = None
+    if args.ocpp:
+        try:
+            ocpp = _ocpp_options(req, problem, args)
+        except ValidationError as exc:
+            print("error: invalid OCPP options:", file=sys.stderr)
+            for v in exc.violations:
+                print(f"  {v.field}: {v.description}", file=sys.stderr)
+            return 2
     try:
         plan = solve(problem)
         status = 0
     except PlanCheckError as exc:  # a bug: show the evidence, never a silently clamped plan
         plan, status = exc.plan, 3
-    if args.json:
+    if ocpp is not None:
+        print(render_ocpp_json(problem, plan, ocpp))
+    elif args.json:
         msg = plan_to_proto(plan, problem.site.id)
         print(json_format.MessageToJson(msg, indent=2, always_print_fields_with_no_presence=True))
     else:
         print(render_table(problem, plan))
     return status
+
+
+def _ocpp_options(req, problem, args):  # type: ignore[no-untyped-def]
+    """The request's OCPP options if it has chargers; else every connector as its own station
+    (EVSE / connector 1) speaking ``--ocpp`` with ``--rate-unit`` and ``--max-periods``, with
+    made-up transaction ids for the cars present now (1.6: 1, 2, ...; 2.x: the session id, or
+    ``tx-N`` if longer than 36 characters), plan TxDefaultProfiles and fail-safe profiles."""
+    from .ocpp import ChargerCapabilities
+    from .ocpp.options import OcppOptions, options_from_message
+
+    if req.HasField("ocpp") and len(req.ocpp.chargers):
+        return options_from_message(req.ocpp, problem.site, problem.sessions)
+    version = args.ocpp
+    caps = {
+        c.id: ChargerCapabilities(
+            ocpp_version=version,
+            rate_unit=args.rate_unit,
+            max_periods=args.max_periods,
+            station_id=c.id,
+        )
+        for c in problem.site.connectors
+    }
+    tx: dict[str, str] = {}
+    taken: set[str] = set()
+    for s in sorted(problem.sessions, key=lambda s: (s.arrival, s.id)):
+        if s.connector in taken or not s.arrival <= problem.now < s.departure:
+            continue
+        taken.add(s.connector)
+        k = len(tx) + 1
+        tx[s.id] = str(k) if version == "1.6" else (s.id if len(s.id) <= 36 else f"tx-{k}")
+    return OcppOptions(chargers=caps, transaction_ids=tx, failsafe=True, tx_default=True)
+
+
+def render_ocpp_json(problem, plan, options) -> str:  # type: ignore[no-untyped-def]
+    """The plan's SetChargingProfile payloads as a JSON list (warnings go to stderr)."""
+    import json
+
+    from .ocpp.options import render_all
+
+    rendered, warnings = render_all(problem, plan, options)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return json.dumps(
+        [
+            {
+                "connector": r.connector,
+                "station": r.station,
+                "ocppVersion": r.ocpp_version,
+                "kind": str(r.kind),
+                "session": r.session,
+                "action": r.action,
+                "payload": r.payload,
+                "warnings": list(r.warnings),
+            }
+            for r in rendered
+        ],
+        indent=2,
+    )
 
 
 def render_table(problem, plan) -> str:  # type: ignore[no-untyped-def]
@@ -100,10 +170,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bridge(argv: Sequence[str]) -> int:
+    from .bridge import main as bridge_main
+
+    return bridge_main(argv)
+
+
 def cmd_examples(args: argparse.Namespace) -> int:
     from .examples import main
 
     return main([args.dir])
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=[m.value for m in Mode])
     s.add_argument("--time-limit", type=float, help="solver budget in seconds")
     s.add_argument("--json", action="store_true", help="print the plan as protobuf JSON")
+    s.add_argument("--ocpp", choices=["1.6", "2.0.1", "2.1"],
+                   help="print the plan as OCPP SetChargingProfile payloads (JSON list): the "
+                   "request's ocpp options if it has chargers, else every connector with this "
+                   "version (TxProfiles, plan TxDefaultProfiles, fail-safe profiles)")
+    s.add_argument("--rate-unit", choices=["A", "W"], default="A",
+                   help="with --ocpp and no ocpp options in the request: the limit unit")
+    s.add_argument("--max-periods", type=_positive_int, default=24,
+                   help="with --ocpp and no ocpp options in the request: periods per schedule")
     s.set_defaults(func=cmd_solve)
 
     v = sub.add_parser("serve", help="run the gRPC service")
@@ -126,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-example", action="store_true", help="do not load the example site")
     v.set_defaults(func=cmd_serve)
 
+    # Its options live in optimizer.bridge (``optimizer bridge --help``); parsed there so that
+    # the other commands do not import the OCPP and WebSocket stacks.
+    sub.add_parser("bridge", add_help=False,
+                       help="reference OCPP 2.0.1 / 1.6 bridge to a running service "
+                       "(optimizer bridge --help)")
+
     e = sub.add_parser("examples", help="write the bundled examples as JSON files")
     e.add_argument("dir", nargs="?", default="examples")
     e.set_defaults(func=cmd_examples)
@@ -133,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bridge"]:
+        return cmd_bridge(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

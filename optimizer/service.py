@@ -36,6 +36,13 @@ Rules every handler follows, and why:
   past -> DEADLINE_EXCEEDED; anything else -> INTERNAL, logged with an incident id.
 - SetPrices: protobuf cannot tell an absent repeated field from an empty one, so an empty
   ``prices`` (or ``carbon``) leaves that series as stored; a request with both empty clears both.
+- OCPP: ``OptimizeRequest.ocpp`` and ``PutSiteRequest.ocpp`` are checked by
+  ``optimizer.ocpp.options`` against the request's (would-be) site and sessions, with paths such
+  as ``ocpp.chargers[2].ocpp_version`` (INVALID_ARGUMENT), before anything is solved or stored.
+  A site's options are stored with it; ``StartSessionRequest.transaction_id`` must suit the
+  OCPP version of the session's charger, and PutSite may not reconfigure a charger so that a
+  stored transaction id no longer fits (FAILED_PRECONDITION). Plans then carry the rendered
+  profiles (``Plan.ocpp_profiles``; what cannot be rendered is a plan warning).
 - GetPlan: a site whose first plan is still being computed waits for it (up to the deadline or
   ``ServiceConfig.get_plan_wait_s``); if there is still none, FAILED_PRECONDITION (type
   PLAN_NOT_READY, with the planner's last error if planning failed).
@@ -73,6 +80,7 @@ from .api.convert import (
 )
 from .api.smartcharging.v1 import smartcharging_pb2 as pb
 from .model import Problem, Session, Signals
+from .ocpp.options import OcppOptions, check_transaction_id, options_from_message
 from .plan import Plan
 from .service_errors import (
     ServiceError,
@@ -87,7 +95,7 @@ from .service_errors import (
     stream,
     unary,
 )
-from .service_planner import Planner
+from .service_planner import Planner, attach_ocpp
 from .store import NotFound, Store
 from .validate import FieldViolation, Limits, ValidationError, validate, validate_site
 
@@ -189,6 +197,13 @@ def problem_from_optimize(req: pb.OptimizeRequest, limits: Limits) -> Problem:
             FieldViolation(_proto_path(v.field), v.description) for v in exc.violations
         ) from None
     return problem
+
+
+def ocpp_from_optimize(req: pb.OptimizeRequest, problem: Problem) -> OcppOptions | None:
+    """The request's OCPP options checked against its site and sessions (None if absent)."""
+    if not req.HasField("ocpp"):
+        return None
+    return options_from_message(req.ocpp, problem.site, problem.sessions)
 
 
 class _Names:
@@ -400,6 +415,41 @@ def _mapper_put_site(path: str, desc: str) -> str | None:
     return path if path.startswith(("site.", "options.")) or path in ("site", "options") else None
 
 
+def _check_transaction(
+    ocpp: pb.OcppOptions | None, stored: Problem, session: Session, tx: str
+) -> None:
+    """A transaction id must suit the OCPP version of the session's charger (if it has one)."""
+    if ocpp is None:
+        return
+    try:
+        chargers = options_from_message(ocpp, stored.site, stored=True).chargers
+    except ValidationError:
+        return  # stored options no longer fit (cannot happen: PutSite checks them together)
+    caps = chargers.get(session.connector)
+    why = None if caps is None else check_transaction_id(caps, tx)
+    if why is not None:
+        raise invalid_field("transaction_id", why)
+
+
+def _check_stored_transactions(
+    tx_ids: dict[str, str], stored: Problem, chargers: Any
+) -> None:
+    """PutSite must not reconfigure a charger so that a stored transaction id no longer fits."""
+    bad = []
+    for s in stored.sessions:
+        caps = chargers.get(s.connector)
+        if s.id in tx_ids and caps is not None:
+            why = check_transaction_id(caps, tx_ids[s.id])
+            if why is not None:
+                bad.append((f"stored session {s.id!r}.transaction_id", why))
+    if bad:
+        raise failed_precondition(
+            "STORED_STATE_CONFLICT", bad,
+            "the OCPP options conflict with stored state: "
+            + "; ".join(f"{s}: {d}" for s, d in bad[:5]),
+        )
+
+
 # --- ChargingOptimizer -------------------------------------------------------------------------
 
 
@@ -427,9 +477,11 @@ class ChargingOptimizerService:
                 raise c.deadline_error(0.0)
             try:
                 problem = problem_from_optimize(req, c.limits)
+                ocpp = ocpp_from_optimize(req, problem)
                 budget = c.budget(context, problem.options.time_limit_s)
                 plan = c.solve(problem, time_limit_s=budget)
                 msg = plan_to_proto(plan, problem.site.id)
+                attach_ocpp(msg, problem, plan, ocpp)
             finally:
                 c._cpu_slots.release()
         finally:
@@ -446,6 +498,10 @@ class ChargingOptimizerService:
         options = options_from_proto(req.options, err)
         err.raise_if_any()
         validate_site(site, c.limits)
+        ocpp = req.ocpp if req.HasField("ocpp") else None
+        chargers = (
+            options_from_message(ocpp, site, stored=True).chargers if ocpp is not None else {}
+        )
         now = _now()
         with c.site_lock(site.id):
             try:
@@ -460,8 +516,10 @@ class ChargingOptimizerService:
                 options=options,
             )
             c.check_would_be(would, _mapper_put_site, _Names(would, {}))
+            if stored is not None and chargers:
+                _check_stored_transactions(c.store.transaction_ids(site.id), stored, chargers)
             try:
-                created = c.store.put_site(site, options)
+                created = c.store.put_site(site, options, ocpp)
             except ValueError as exc:  # sessions on connectors the new site lacks
                 raise failed_precondition(
                     "ACTIVE_SESSIONS", [("site.connectors", str(exc))], str(exc)
@@ -474,9 +532,11 @@ class ChargingOptimizerService:
         _check_id("site_id", req.site_id, c.limits)
         try:
             site, options = c.store.get_site(req.site_id)
+            ocpp = c.store.get_ocpp(req.site_id)
         except NotFound:
             raise not_found("site", req.site_id, f"site {req.site_id!r} not found") from None
-        return pb.GetSiteResponse(site=site_to_proto(site), options=options_to_proto(options))
+        return pb.GetSiteResponse(site=site_to_proto(site), options=options_to_proto(options),
+                                  ocpp=ocpp)
 
     def ListSites(self, req: pb.ListSitesRequest, context: grpc.ServicerContext) -> Any:
         return pb.ListSitesResponse(site_ids=self.c.store.list_sites())
@@ -501,8 +561,13 @@ class ChargingOptimizerService:
         session = session_from_proto(req.session, "session", err)
         err.raise_if_any()
         _check_id("session.id", session.id, c.limits)
+        tx = req.transaction_id if req.HasField("transaction_id") else None
+        if tx is not None:
+            _check_id("transaction_id", tx, c.limits)
         with c.site_lock(req.site_id):
             stored = c.stored_problem(req.site_id)
+            if tx is not None:
+                _check_transaction(c.store.get_ocpp(req.site_id), stored, session, tx)
             if any(s.id == session.id for s in stored.sessions):
                 raise already_exists(
                     "session",
@@ -514,7 +579,7 @@ class ChargingOptimizerService:
             c.check_would_be(
                 would, _mapper_start_session(n), _Names(would, {f"sessions[{n}]": "session"})
             )
-            c.store.add_session(req.site_id, session)
+            c.store.add_session(req.site_id, session, tx)
         c.planner.touch(req.site_id)
         return pb.StartSessionResponse()
 

@@ -17,6 +17,9 @@ threads plan dirty sites from the store's latest state.
   latest replaces an unsent one), so a slow reader costs memory bounded by the number of sites
   and skips intermediate plans instead of stalling everyone.
 - A deleted site's subscribers get a ``PlanUpdate`` with only ``site_id`` set (no ``plan``).
+- A site stored with OCPP options gets its chargers' SetChargingProfile payloads in every plan
+  (``Plan.ocpp_profiles``), TxProfiles for the sessions started with a transaction id; what
+  cannot be rendered is a plan warning, never a lost plan.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from .api.convert import plan_to_proto
+from .api.convert import plan_to_proto, rendered_to_proto
 from .api.smartcharging.v1 import smartcharging_pb2 as pb
 from .model import Problem
+from .ocpp.options import OcppOptions, options_from_message, render_all
 from .plan import Plan
 from .store import NotFound, Store
 from .validate import Limits, ValidationError, validate
@@ -41,6 +45,31 @@ from .validate import Limits, ValidationError, validate
 log = logging.getLogger("optimizer.planner")
 
 SolveFn = Callable[[Problem], Plan]
+
+
+def attach_ocpp(
+    msg: pb.Plan,
+    problem: Problem,
+    plan: Plan,
+    options: OcppOptions | None,
+    transaction_ids: dict[str, str] | None = None,
+) -> None:
+    """Render the plan's OCPP profiles into ``msg`` (``ocpp_profiles``, ``warnings``)."""
+    if options is None or not options.chargers:
+        return
+    rendered, warnings = render_all(problem, plan, options, transaction_ids)
+    msg.ocpp_profiles.extend(rendered_to_proto(r) for r in rendered)
+    msg.warnings.extend(warnings)
+
+
+def _stored_ocpp(sid: str, problem: Problem, m: pb.OcppOptions | None) -> OcppOptions | None:
+    if m is None:
+        return None
+    try:
+        return options_from_message(m, problem.site, stored=True)
+    except ValidationError as exc:  # written by other code or limits; PutSite checks them
+        log.warning("site %r: stored OCPP options unusable: %s", sid, exc)
+        return None
 
 
 @dataclass(eq=False)
@@ -316,7 +345,7 @@ class Planner:
         t0 = time.perf_counter()
         now = datetime.now(UTC)
         try:
-            problem = self._store.problem(sid, now)
+            problem, ocpp_msg, tx_ids = self._store.planning_state(sid, now)
         except NotFound:
             return  # deleted meanwhile; forget() already told the watchers
         if not st.validated:
@@ -341,6 +370,7 @@ class Planner:
             return
         t2 = time.perf_counter()
         msg = plan_to_proto(plan, sid)
+        attach_ocpp(msg, problem, plan, _stored_ocpp(sid, problem, ocpp_msg), tx_ids)
         with self._cv:
             if self._states.get(sid) is not st:
                 return  # deleted (and maybe re-created) while solving: this plan is obsolete

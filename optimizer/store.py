@@ -57,15 +57,16 @@ from .model import (
     TimeValue,
 )
 
-#: Bump with a migration in ``_init_schema`` whenever a table changes.
-SCHEMA_VERSION = 1
+#: Bump with a migration in ``_MIGRATIONS`` whenever a table changes.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sites (
     id TEXT PRIMARY KEY,
     site BLOB NOT NULL,                 -- smartcharging.v1.Site
-    options BLOB NOT NULL               -- smartcharging.v1.Options
+    options BLOB NOT NULL,              -- smartcharging.v1.Options
+    ocpp BLOB                           -- smartcharging.v1.OcppOptions, NULL: none (v2)
 );
 CREATE TABLE IF NOT EXISTS sessions (
     site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
@@ -73,6 +74,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     connector TEXT NOT NULL,            -- copy of body.connector, checked by put_site
     arrival_us INTEGER NOT NULL,        -- sort key: body.arrival in microseconds since the epoch
     body BLOB NOT NULL,                 -- smartcharging.v1.Session
+    transaction_id TEXT,                -- the OCPP transaction id, NULL: none (v2)
     PRIMARY KEY (site_id, id)
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -96,6 +98,14 @@ CREATE TABLE IF NOT EXISTS series (
     PRIMARY KEY (site_id, kind)
 );
 """
+
+#: version -> statements that bring a file of that version to the next one.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE sites ADD COLUMN ocpp BLOB",
+        "ALTER TABLE sessions ADD COLUMN transaction_id TEXT",
+    ),
+}
 
 EventOutcome = Literal["APPLIED", "UNCHANGED"]
 _M = TypeVar("_M", bound=Message)
@@ -175,8 +185,8 @@ class Store:
 
     # --- sites -----------------------------------------------------------------------------
 
-    def put_site(self, site: Site, options: Options) -> bool:
-        """Create or replace a site; True if created.
+    def put_site(self, site: Site, options: Options, ocpp: pb.OcppOptions | None = None) -> bool:
+        """Create or replace a site (with its OCPP options, None: none); True if created.
 
         A replaced site keeps its sessions, events and signals. Replacing it with one that lacks
         a connector an active session is on is refused (ValueError naming those sessions), since
@@ -184,6 +194,7 @@ class Store:
         """
         site_blob = site_to_proto(site).SerializeToString()
         options_blob = options_to_proto(options).SerializeToString()
+        ocpp_blob = None if ocpp is None else ocpp.SerializeToString()
         known = {c.id for c in site.connectors}
         with self._write() as conn:
             exists = _site_exists(conn, site.id)
@@ -204,19 +215,24 @@ class Store:
                     )
                 # UPDATE, never INSERT OR REPLACE: REPLACE deletes the row and would cascade.
                 conn.execute(
-                    "UPDATE sites SET site = ?, options = ? WHERE id = ?",
-                    (site_blob, options_blob, site.id),
+                    "UPDATE sites SET site = ?, options = ?, ocpp = ? WHERE id = ?",
+                    (site_blob, options_blob, ocpp_blob, site.id),
                 )
             else:
                 conn.execute(
-                    "INSERT INTO sites (id, site, options) VALUES (?, ?, ?)",
-                    (site.id, site_blob, options_blob),
+                    "INSERT INTO sites (id, site, options, ocpp) VALUES (?, ?, ?, ?)",
+                    (site.id, site_blob, options_blob, ocpp_blob),
                 )
         return not exists
 
     def get_site(self, site_id: str) -> tuple[Site, Options]:
         with self._read() as conn:
             return _load_site(conn, site_id)
+
+    def get_ocpp(self, site_id: str) -> pb.OcppOptions | None:
+        """The site's stored OCPP options (None: none stored)."""
+        with self._read() as conn:
+            return _load_ocpp(conn, site_id)
 
     def list_sites(self) -> list[str]:
         with self._read() as conn:
@@ -230,8 +246,11 @@ class Store:
 
     # --- sessions --------------------------------------------------------------------------
 
-    def add_session(self, site_id: str, session: Session) -> None:
-        """Start a session; AlreadyExists if its id is active on the site."""
+    def add_session(
+        self, site_id: str, session: Session, transaction_id: str | None = None
+    ) -> None:
+        """Start a session (with the CSMS's OCPP transaction id, if any); AlreadyExists if its
+        id is active on the site. ``replace_session`` keeps the transaction id."""
         body, arrival_us = _session_row(session)
         with self._write() as conn:
             _check_connector(conn, site_id, session)
@@ -240,9 +259,9 @@ class Store:
                     f"session {session.id!r} is already active on site {site_id!r}"
                 )
             conn.execute(
-                "INSERT INTO sessions (site_id, id, connector, arrival_us, body) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (site_id, session.id, session.connector, arrival_us, body),
+                "INSERT INTO sessions (site_id, id, connector, arrival_us, body, transaction_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (site_id, session.id, session.connector, arrival_us, body, transaction_id),
             )
 
     def replace_session(self, site_id: str, session: Session) -> None:
@@ -281,6 +300,11 @@ class Store:
         """Active sessions ordered by arrival, then id."""
         with self._read() as conn:
             return _load_sessions(conn, site_id)
+
+    def transaction_ids(self, site_id: str) -> dict[str, str]:
+        """Session id -> OCPP transaction id, for the active sessions that have one."""
+        with self._read() as conn:
+            return _load_transaction_ids(conn, site_id)
 
     # --- curtailment events ----------------------------------------------------------------
 
@@ -415,14 +439,15 @@ class Store:
     def problem(self, site_id: str, now: datetime) -> Problem:
         """Everything needed to plan the site at ``now``, read from one consistent snapshot."""
         with self._read() as conn:
-            site, options = _load_site(conn, site_id)
-            return Problem(
-                site=site,
-                sessions=_load_sessions(conn, site_id),
-                now=now,
-                signals=_load_signals(conn, site_id),
-                options=options,
-            )
+            return _load_problem(conn, site_id, now)
+
+    def planning_state(
+        self, site_id: str, now: datetime
+    ) -> tuple[Problem, pb.OcppOptions | None, dict[str, str]]:
+        """``problem`` plus the OCPP options and transaction ids, from one snapshot."""
+        with self._read() as conn:
+            problem = _load_problem(conn, site_id, now)
+            return problem, _load_ocpp(conn, site_id), _load_transaction_ids(conn, site_id)
 
 
 # --- schema ------------------------------------------------------------------------------------
@@ -438,7 +463,15 @@ def _init_schema(conn: sqlite3.Connection) -> None:
         rows = conn.execute("SELECT version FROM schema_version").fetchall()
         if not rows:
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-        elif len(rows) > 1 or rows[0][0] != SCHEMA_VERSION:
+            return
+        version = rows[0][0]
+        while len(rows) == 1 and version in _MIGRATIONS and version < SCHEMA_VERSION:
+            for statement in _MIGRATIONS[version]:
+                conn.execute(statement)
+            version += 1
+            conn.execute("UPDATE schema_version SET version = ?", (version,))
+            rows = [(version,)]
+        if len(rows) > 1 or rows[0][0] != SCHEMA_VERSION:
             found = ", ".join(str(r[0]) for r in rows)
             raise RuntimeError(
                 f"database schema version {found} is not the supported version "
@@ -488,6 +521,33 @@ def _load_site(conn: sqlite3.Connection, site_id: str) -> tuple[Site, Options]:
     if row is None:
         raise NotFound(_no_site(site_id))
     return _site_from_bytes(row[0]), _options_from_bytes(row[1])
+
+
+def _load_ocpp(conn: sqlite3.Connection, site_id: str) -> pb.OcppOptions | None:
+    row = conn.execute("SELECT ocpp FROM sites WHERE id = ?", (site_id,)).fetchone()
+    if row is None:
+        raise NotFound(_no_site(site_id))
+    return None if row[0] is None else _parse(pb.OcppOptions, row[0], "OCPP options")
+
+
+def _load_transaction_ids(conn: sqlite3.Connection, site_id: str) -> dict[str, str]:
+    _require_site(conn, site_id)
+    rows = conn.execute(
+        "SELECT id, transaction_id FROM sessions WHERE site_id = ? AND transaction_id IS NOT NULL",
+        (site_id,),
+    )
+    return {sid: tx for sid, tx in rows}
+
+
+def _load_problem(conn: sqlite3.Connection, site_id: str, now: datetime) -> Problem:
+    site, options = _load_site(conn, site_id)
+    return Problem(
+        site=site,
+        sessions=_load_sessions(conn, site_id),
+        now=now,
+        signals=_load_signals(conn, site_id),
+        options=options,
+    )
 
 
 def _load_sessions(conn: sqlite3.Connection, site_id: str) -> tuple[Session, ...]:

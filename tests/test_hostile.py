@@ -137,6 +137,32 @@ def _event_both(req: pb.OptimizeRequest) -> None:
     req.signals.events.append(ev)
 
 
+def _ocpp(**charger: Any) -> Callable[[pb.OptimizeRequest], None]:
+    """OCPP options with one charger per connector, the first one edited."""
+    def fn(req: pb.OptimizeRequest) -> None:
+        for k, c in enumerate(req.site.connectors):
+            req.ocpp.chargers.add(connector=c.id, station_id=f"st{k}")
+        for name, value in charger.items():
+            if name == "transaction_ids":
+                req.ocpp.transaction_ids.update(value)
+            else:
+                setattr(req.ocpp.chargers[0], name, value)
+    return fn
+
+
+def _put_site_ocpp(**charger: Any) -> Callable[[], pb.PutSiteRequest]:
+    def build() -> pb.PutSiteRequest:
+        req = pb.PutSiteRequest(site=make_site(SITE, 40.0, 2), options=make_options())
+        req.ocpp.chargers.add(connector="c0")
+        for name, value in charger.items():
+            if name == "transaction_ids":
+                req.ocpp.transaction_ids.update(value)
+            else:
+                setattr(req.ocpp.chargers[0], name, value)
+        return req
+    return build
+
+
 def _oversized() -> pb.OptimizeRequest:
     req = optimize_request("big", 40.0, n=1)
     req.sessions[0].id = "x" * (17 * 1024 * 1024)
@@ -277,7 +303,30 @@ CASES = [
     Case("oversized message", CSMS, "Optimize", _oversized, INV, ("field", "")),
     Case("not protobuf", CSMS, "Optimize", lambda: b"\xff\xff\xff\xff", INV, ("field", "")),
     Case("invalid utf-8", CSMS, "Optimize", lambda: BAD_UTF8, INV, ("field", "")),
+    # --- Optimize: OCPP options ---
+    Case("ocpp version 1.5", CSMS, "Optimize", opt(fn=_ocpp(ocpp_version="1.5")), INV,
+         ("field", "ocpp.chargers[0].ocpp_version")),
+    Case("ocpp zero periods", CSMS, "Optimize", opt(fn=_ocpp(max_periods=0)), INV,
+         ("field", "ocpp.chargers[0].max_periods")),
+    Case("ocpp resolution 0.05", CSMS, "Optimize", opt(fn=_ocpp(limit_resolution=0.05)), INV,
+         ("field", "ocpp.chargers[0].limit_resolution")),
+    Case("ocpp unknown connector", CSMS, "Optimize", opt(fn=_ocpp(connector="c9")), INV,
+         ("field", "ocpp.chargers[0].connector")),
+    Case("ocpp unknown rate unit", CSMS, "Optimize", opt(fn=_ocpp(rate_unit=9)), INV,
+         ("field", "ocpp.chargers[0].rate_unit")),
+    Case("ocpp transaction of unknown session", CSMS, "Optimize",
+         opt(fn=_ocpp(transaction_ids={"ghost": "1"})), INV,
+         ("field", "ocpp.transaction_ids[ghost]")),
+    Case("ocpp 1.6 text transaction id", CSMS, "Optimize",
+         opt(fn=_ocpp(ocpp_version="1.6", transaction_ids={"s0": "abc"})), INV,
+         ("field", "ocpp.transaction_ids[s0]")),
     # --- sites ---
+    Case("put site with ocpp transaction ids", CSMS, "PutSite",
+         _put_site_ocpp(transaction_ids={"s1": "1"}), INV, ("field", "ocpp.transaction_ids")),
+    Case("put site with ocpp on unknown connector", CSMS, "PutSite",
+         _put_site_ocpp(connector="c7"), INV, ("field", "ocpp.chargers[0].connector")),
+    Case("put site with ocpp negative stack level", CSMS, "PutSite",
+         _put_site_ocpp(stack_level_tx=-1), INV, ("field", "ocpp.chargers[0].stack_level_tx")),
     Case("put empty site", CSMS, "PutSite", lambda: pb.PutSiteRequest(site=pb.Site()), INV,
          ("field", "site.id")),
     Case("put no site", CSMS, "PutSite", lambda: pb.PutSiteRequest(), INV, ("field", "site")),
@@ -318,6 +367,9 @@ CASES = [
     Case("start with nan energy", CSMS, "StartSession",
          start(make_session("s2", "c1", T0, kwh=math.nan)), INV,
          ("field", "session.energy_requested_kwh")),
+    Case("start with blank transaction id", CSMS, "StartSession",
+         lambda: pb.StartSessionRequest(site_id=SITE, session=make_session("s2", "c1", T0),
+                                        transaction_id="  "), INV, ("field", "transaction_id")),
     Case("start without session", CSMS, "StartSession",
          lambda: pb.StartSessionRequest(site_id=SITE), INV, ("field", "session")),
     Case("update departing before arrival", CSMS, "UpdateSession",

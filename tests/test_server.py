@@ -663,3 +663,182 @@ def test_sigterm_ends_open_stream_cleanly_and_exits_zero(tmp_path: Path) -> None
     assert srv.proc.wait(timeout=PATIENCE_S) == 0
     srv.channel.close()
     assert "stopped" in srv.log.read_text()
+
+
+# --- OCPP profiles in plans ----------------------------------------------------------------------
+
+
+def ocpp_options(n: int, version: str = "2.0.1", **kw: Any) -> pb.OcppOptions:
+    """Every connector of ``make_site`` its own station (EVSE / connector 1)."""
+    chargers = [pb.ChargerCapabilities(connector=f"c{k}", ocpp_version=version,
+                                       station_id=f"st{k}", max_periods=8) for k in range(n)]
+    return pb.OcppOptions(chargers=chargers, failsafe=True, **kw)
+
+
+def payload_errors_of(profile: pb.OcppProfile) -> list[str]:
+    import decimal
+    import json
+
+    from ocpp.messages import get_validator
+
+    from optimizer.api.convert import ocpp_payload
+
+    payload = ocpp_payload(profile)
+    if profile.ocpp_version == "1.6":
+        doc = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
+        validator = get_validator(2, "SetChargingProfile", "1.6", parse_float=decimal.Decimal)
+    else:
+        doc = json.loads(json.dumps(payload))
+        validator = get_validator(2, "SetChargingProfile", profile.ocpp_version)
+    return [e.message for e in validator.iter_errors(doc)]
+
+
+def applied(profile: pb.OcppProfile, t: datetime) -> float | None:
+    from optimizer.api.convert import ocpp_payload
+    from optimizer.ocpp import applied_limit
+
+    return applied_limit(ocpp_payload(profile), profile.ocpp_version, t)
+
+
+def test_optimize_returns_ocpp_profiles(csms: pb_grpc.ChargingOptimizerStub) -> None:
+    req = optimize_request("ocpp-opt", 40.0)
+    req.ocpp.CopyFrom(ocpp_options(4, transaction_ids={"s0": "tx-a", "s2": "tx-c"}))
+    plan = csms.Optimize(req, timeout=60).plan
+    kinds = sorted((p.kind, p.connector) for p in plan.ocpp_profiles)
+    assert kinds == sorted([(pb.OCPP_PROFILE_KIND_TX, "c0"), (pb.OCPP_PROFILE_KIND_TX, "c2")]
+                           + [(pb.OCPP_PROFILE_KIND_FAILSAFE, f"c{k}") for k in range(4)])
+    profiles = {p.connector: p for p in plan.profiles}
+    for prof in plan.ocpp_profiles:
+        assert payload_errors_of(prof) == []
+        assert prof.action == "SetChargingProfile" and prof.station == f"st{prof.connector[1]}"
+        if prof.kind != pb.OCPP_PROFILE_KIND_TX:
+            continue
+        assert prof.session == f"s{prof.connector[1]}"
+        assert prof.payload["chargingProfile"]["transactionId"] in ("tx-a", "tx-c")
+        for point in profiles[prof.connector].points:  # the charger never gets more than planned
+            limit = applied(prof, _dt(point.start))
+            if limit is None:  # the TxProfile ends at departure: the car is gone
+                assert point.current_a == 0.0
+            else:
+                assert limit <= point.current_a + 1e-9
+    # fail-safe: 4 x 3-phase worst case within the 40 A per-phase grid limit
+    fs = [applied(p, _dt(plan.start)) for p in plan.ocpp_profiles
+          if p.kind == pb.OCPP_PROFILE_KIND_FAILSAFE]
+    assert sum(v or 0.0 for v in fs) <= 40.0 + 1e-9 and all(v and v >= 6.0 for v in fs)
+
+    without = csms.Optimize(optimize_request("ocpp-opt", 40.0), timeout=60).plan
+    assert not without.ocpp_profiles
+
+
+def test_optimize_with_bad_ocpp_options_names_the_field(
+    csms: pb_grpc.ChargingOptimizerStub,
+) -> None:
+    req = optimize_request("ocpp-bad", 40.0)
+    req.ocpp.CopyFrom(ocpp_options(4, transaction_ids={"s1": "x"}))
+    req.ocpp.chargers[2].ocpp_version = "1.5"
+    req.ocpp.chargers[3].connector = "c9"
+    with pytest.raises(grpc.RpcError) as err:
+        csms.Optimize(req, timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ocpp.chargers[2].ocpp_version: must be 1.6, 2.0.1 or 2.1" in err.value.details()
+    assert "ocpp.chargers[3].connector: unknown connector 'c9'" in err.value.details()
+
+
+def test_stored_site_plans_carry_tx_profiles(csms: pb_grpc.ChargingOptimizerStub) -> None:
+    site = make_site("ocpp-site", grid_a=40.0, n=2)
+    ocpp = ocpp_options(2, "1.6")
+    assert csms.PutSite(pb.PutSiteRequest(site=site, options=make_options(), ocpp=ocpp),
+                        timeout=30).created
+    assert csms.GetSite(pb.GetSiteRequest(site_id="ocpp-site"), timeout=10).ocpp == ocpp
+    first = next_plan(csms, "ocpp-site", 0)
+    assert {p.kind for p in first.ocpp_profiles} == {pb.OCPP_PROFILE_KIND_FAILSAFE}
+
+    t0 = now_utc()
+    with pytest.raises(grpc.RpcError) as err:  # 1.6 transaction ids are integers
+        csms.StartSession(pb.StartSessionRequest(
+            site_id="ocpp-site", session=make_session("a", "c0", t0), transaction_id="tx-a"),
+            timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "transaction_id:" in err.value.details()
+    csms.StartSession(pb.StartSessionRequest(
+        site_id="ocpp-site", session=make_session("a", "c0", t0), transaction_id="4711"),
+        timeout=10)
+    csms.StartSession(pb.StartSessionRequest(site_id="ocpp-site",
+                                             session=make_session("b", "c1", t0)), timeout=10)
+    p1 = next_plan(csms, "ocpp-site", first.version)
+    tx = [p for p in p1.ocpp_profiles if p.kind == pb.OCPP_PROFILE_KIND_TX]
+    assert [(p.connector, p.session) for p in tx] == [("c0", "a")]  # b has no transaction
+    assert tx[0].payload["csChargingProfiles"]["transactionId"] == 4711
+    assert all(payload_errors_of(p) == [] for p in p1.ocpp_profiles)
+
+    # the transaction id survives an update of its session
+    csms.UpdateSession(pb.UpdateSessionRequest(site_id="ocpp-site", session_id="a",
+                                               energy_delivered_kwh=1.0), timeout=10)
+    p2 = next_plan(csms, "ocpp-site", p1.version)
+    assert [p.session for p in p2.ocpp_profiles if p.kind == pb.OCPP_PROFILE_KIND_TX] == ["a"]
+
+    # a charger reconfigured to 2.0.1 still takes "4711"; stored ids stay consistent
+    put = pb.PutSiteRequest(site=site, options=make_options(), ocpp=ocpp_options(2, "2.0.1"))
+    assert not csms.PutSite(put, timeout=30).created
+    # transaction ids are not stored with a site
+    put.ocpp.transaction_ids["a"] = "1"
+    with pytest.raises(grpc.RpcError) as err:
+        csms.PutSite(put, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ocpp.transaction_ids" in err.value.details()
+
+    csms.StopSession(pb.StopSessionRequest(site_id="ocpp-site", session_id="a"), timeout=10)
+    p3 = next_plan(csms, "ocpp-site", p2.version)
+    assert not [p for p in p3.ocpp_profiles if p.kind == pb.OCPP_PROFILE_KIND_TX]
+    csms.DeleteSite(pb.DeleteSiteRequest(site_id="ocpp-site"), timeout=10)
+
+
+def test_put_site_refuses_a_charger_that_breaks_a_stored_transaction(
+    csms: pb_grpc.ChargingOptimizerStub,
+) -> None:
+    site = make_site("ocpp-re", grid_a=40.0, n=1)
+    csms.PutSite(pb.PutSiteRequest(site=site, options=make_options(), ocpp=ocpp_options(1)),
+                 timeout=30)
+    csms.StartSession(pb.StartSessionRequest(
+        site_id="ocpp-re", session=make_session("a", "c0", now_utc()), transaction_id="tx-a"),
+        timeout=10)
+    with pytest.raises(grpc.RpcError) as err:
+        csms.PutSite(pb.PutSiteRequest(site=site, options=make_options(),
+                                       ocpp=ocpp_options(1, "1.6")), timeout=30)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "stored session 'a'.transaction_id" in err.value.details()
+    assert csms.GetSite(pb.GetSiteRequest(site_id="ocpp-re"), timeout=10).ocpp == ocpp_options(1)
+    csms.DeleteSite(pb.DeleteSiteRequest(site_id="ocpp-re"), timeout=10)
+
+
+def test_store_migrates_a_version_1_file(tmp_path: Path) -> None:
+    import sqlite3
+
+    from optimizer.store import SCHEMA_VERSION, Store
+
+    path = tmp_path / "v1.db"
+    raw = sqlite3.connect(path)
+    site = make_site("old", 40.0, 1)
+    with raw:
+        raw.executescript("""
+            CREATE TABLE schema_version (version INTEGER NOT NULL);
+            INSERT INTO schema_version VALUES (1);
+            CREATE TABLE sites (id TEXT PRIMARY KEY, site BLOB NOT NULL, options BLOB NOT NULL);
+            CREATE TABLE sessions (site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+                id TEXT NOT NULL, connector TEXT NOT NULL, arrival_us INTEGER NOT NULL,
+                body BLOB NOT NULL, PRIMARY KEY (site_id, id));
+        """)
+        raw.execute("INSERT INTO sites VALUES (?, ?, ?)",
+                    ("old", site.SerializeToString(), make_options().SerializeToString()))
+        raw.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
+                    ("old", "s", "c0", 0, make_session("s", "c0", now_utc()).SerializeToString()))
+    raw.close()
+    with Store(path) as store:
+        assert store.get_site("old")[0].id == "old"
+        assert store.get_ocpp("old") is None
+        assert store.transaction_ids("old") == {}
+        assert [s.id for s in store.sessions("old")] == ["s"]
+    raw = sqlite3.connect(path)
+    assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    raw.close()
+    Store(path).close()  # opening a migrated file again changes nothing

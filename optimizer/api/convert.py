@@ -43,11 +43,11 @@ OPTION_PATHS = {
     "options.min_off_minutes": "options.min_off",
 }
 
-_MODES = {pb.MODE_UNSPECIFIED: Mode.AUTO, pb.MODE_FAST: Mode.FAST, pb.MODE_LP: Mode.LP,
-          pb.MODE_AUTO: Mode.AUTO}
+_MODES: dict[int, Mode] = {pb.MODE_UNSPECIFIED: Mode.AUTO, pb.MODE_FAST: Mode.FAST,
+                           pb.MODE_LP: Mode.LP, pb.MODE_AUTO: Mode.AUTO}
 _MODES_BACK = {Mode.FAST: pb.MODE_FAST, Mode.LP: pb.MODE_LP, Mode.AUTO: pb.MODE_AUTO}
-_WIRING = {pb.WIRING_UNSPECIFIED: Wiring.WYE, pb.WIRING_WYE: Wiring.WYE,
-           pb.WIRING_DELTA: Wiring.DELTA}
+_WIRING: dict[int, Wiring] = {pb.WIRING_UNSPECIFIED: Wiring.WYE, pb.WIRING_WYE: Wiring.WYE,
+                              pb.WIRING_DELTA: Wiring.DELTA}
 _WIRING_BACK = {Wiring.WYE: pb.WIRING_WYE, Wiring.DELTA: pb.WIRING_DELTA}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -353,12 +353,36 @@ def plan_to_proto(plan: Plan, site_id: str = "") -> pb.Plan:
         peaks=[pb.Peak(node=p.node, label=p.label, peak=p.peak, limit=p.limit, at=_ts(p.at))
                for p in plan.peaks],
         energy_cost=plan.energy_cost, carbon_kg=plan.carbon_kg, solver=plan.solver,
-        mode=_MODES_BACK.get(Mode(plan.mode), pb.MODE_UNSPECIFIED) if plan.mode else 0,
+        mode=_MODES_BACK.get(Mode(plan.mode), pb.MODE_UNSPECIFIED) if plan.mode
+        else pb.MODE_UNSPECIFIED,
         lp_bound_kwh=plan.lp_bound_kwh, gap=plan.gap, warnings=list(plan.warnings),
         violations=[_violation_to_proto(v) for v in plan.violations],
     )
     m.solve_time.FromTimedelta(timedelta(seconds=plan.solve_time_s))
     return m
+
+
+# --- OCPP profiles -------------------------------------------------------------------------------
+
+_KINDS = {"TxProfile": pb.OCPP_PROFILE_KIND_TX, "TxDefaultProfile": pb.OCPP_PROFILE_KIND_TX_DEFAULT,
+          "failsafe": pb.OCPP_PROFILE_KIND_FAILSAFE,
+          "StationMaxProfile": pb.OCPP_PROFILE_KIND_STATION_MAX}
+
+
+def rendered_to_proto(r: Any) -> pb.OcppProfile:
+    """An ``optimizer.ocpp.RenderedProfile`` as the API's ``OcppProfile``."""
+    m = pb.OcppProfile(connector=r.connector or "", station=r.station,
+                       ocpp_version=r.ocpp_version, kind=_KINDS[str(r.kind)], action=r.action,
+                       session=r.session or "", warnings=list(r.warnings))
+    m.payload.update(r.payload)
+    return m
+
+
+def ocpp_payload(m: pb.OcppProfile) -> dict[str, Any]:
+    """An ``OcppProfile``'s payload as the JSON-ready dict to send (ids as integers again)."""
+    from ..ocpp.options import plain_payload
+
+    return plain_payload(json_format.MessageToDict(m.payload))  # type: ignore[no-any-return]
 
 
 def plan_to_json(plan: Plan, site_id: str = "") -> str:

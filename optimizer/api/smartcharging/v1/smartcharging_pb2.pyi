@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -23,6 +24,20 @@ class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODE_FAST: _ClassVar[Mode]
     MODE_LP: _ClassVar[Mode]
     MODE_AUTO: _ClassVar[Mode]
+
+class RateUnit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RATE_UNIT_UNSPECIFIED: _ClassVar[RateUnit]
+    RATE_UNIT_AMPS: _ClassVar[RateUnit]
+    RATE_UNIT_WATTS: _ClassVar[RateUnit]
+
+class OcppProfileKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OCPP_PROFILE_KIND_UNSPECIFIED: _ClassVar[OcppProfileKind]
+    OCPP_PROFILE_KIND_TX: _ClassVar[OcppProfileKind]
+    OCPP_PROFILE_KIND_TX_DEFAULT: _ClassVar[OcppProfileKind]
+    OCPP_PROFILE_KIND_FAILSAFE: _ClassVar[OcppProfileKind]
+    OCPP_PROFILE_KIND_STATION_MAX: _ClassVar[OcppProfileKind]
 WIRING_UNSPECIFIED: Wiring
 WIRING_WYE: Wiring
 WIRING_DELTA: Wiring
@@ -30,6 +45,14 @@ MODE_UNSPECIFIED: Mode
 MODE_FAST: Mode
 MODE_LP: Mode
 MODE_AUTO: Mode
+RATE_UNIT_UNSPECIFIED: RateUnit
+RATE_UNIT_AMPS: RateUnit
+RATE_UNIT_WATTS: RateUnit
+OCPP_PROFILE_KIND_UNSPECIFIED: OcppProfileKind
+OCPP_PROFILE_KIND_TX: OcppProfileKind
+OCPP_PROFILE_KIND_TX_DEFAULT: OcppProfileKind
+OCPP_PROFILE_KIND_FAILSAFE: OcppProfileKind
+OCPP_PROFILE_KIND_STATION_MAX: OcppProfileKind
 
 class PhasorLimit(_message.Message):
     __slots__ = ("name", "coefficients", "limit_a")
@@ -262,7 +285,7 @@ class Violation(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., subject: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., limit: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Plan(_message.Message):
-    __slots__ = ("site_id", "start", "end", "profiles", "sessions", "peaks", "energy_cost", "carbon_kg", "solver", "mode", "solve_time", "lp_bound_kwh", "gap", "warnings", "violations", "version", "computed_at")
+    __slots__ = ("site_id", "start", "end", "profiles", "sessions", "peaks", "energy_cost", "carbon_kg", "solver", "mode", "solve_time", "lp_bound_kwh", "gap", "warnings", "violations", "version", "computed_at", "ocpp_profiles")
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
@@ -280,6 +303,7 @@ class Plan(_message.Message):
     VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     COMPUTED_AT_FIELD_NUMBER: _ClassVar[int]
+    OCPP_PROFILES_FIELD_NUMBER: _ClassVar[int]
     site_id: str
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
@@ -297,21 +321,119 @@ class Plan(_message.Message):
     violations: _containers.RepeatedCompositeFieldContainer[Violation]
     version: int
     computed_at: _timestamp_pb2.Timestamp
-    def __init__(self, site_id: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., profiles: _Optional[_Iterable[_Union[ConnectorProfile, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[SessionResult, _Mapping]]] = ..., peaks: _Optional[_Iterable[_Union[Peak, _Mapping]]] = ..., energy_cost: _Optional[float] = ..., carbon_kg: _Optional[float] = ..., solver: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., solve_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lp_bound_kwh: _Optional[float] = ..., gap: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., violations: _Optional[_Iterable[_Union[Violation, _Mapping]]] = ..., version: _Optional[int] = ..., computed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    ocpp_profiles: _containers.RepeatedCompositeFieldContainer[OcppProfile]
+    def __init__(self, site_id: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., profiles: _Optional[_Iterable[_Union[ConnectorProfile, _Mapping]]] = ..., sessions: _Optional[_Iterable[_Union[SessionResult, _Mapping]]] = ..., peaks: _Optional[_Iterable[_Union[Peak, _Mapping]]] = ..., energy_cost: _Optional[float] = ..., carbon_kg: _Optional[float] = ..., solver: _Optional[str] = ..., mode: _Optional[_Union[Mode, str]] = ..., solve_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lp_bound_kwh: _Optional[float] = ..., gap: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., violations: _Optional[_Iterable[_Union[Violation, _Mapping]]] = ..., version: _Optional[int] = ..., computed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ocpp_profiles: _Optional[_Iterable[_Union[OcppProfile, _Mapping]]] = ...) -> None: ...
+
+class ChargerCapabilities(_message.Message):
+    __slots__ = ("connector", "ocpp_version", "rate_unit", "max_periods", "limit_resolution", "min_limit", "zero_limit_ok", "supports_phase_switching", "evse_id", "connector_id", "station_id", "profile_id_base", "stack_level_failsafe", "stack_level_tx_default", "stack_level_tx", "stack_level_station_max", "max_offline_duration_s", "no_offline_limit", "invalid_after_offline")
+    CONNECTOR_FIELD_NUMBER: _ClassVar[int]
+    OCPP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RATE_UNIT_FIELD_NUMBER: _ClassVar[int]
+    MAX_PERIODS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_RESOLUTION_FIELD_NUMBER: _ClassVar[int]
+    MIN_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ZERO_LIMIT_OK_FIELD_NUMBER: _ClassVar[int]
+    SUPPORTS_PHASE_SWITCHING_FIELD_NUMBER: _ClassVar[int]
+    EVSE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONNECTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    STATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_ID_BASE_FIELD_NUMBER: _ClassVar[int]
+    STACK_LEVEL_FAILSAFE_FIELD_NUMBER: _ClassVar[int]
+    STACK_LEVEL_TX_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    STACK_LEVEL_TX_FIELD_NUMBER: _ClassVar[int]
+    STACK_LEVEL_STATION_MAX_FIELD_NUMBER: _ClassVar[int]
+    MAX_OFFLINE_DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    NO_OFFLINE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INVALID_AFTER_OFFLINE_FIELD_NUMBER: _ClassVar[int]
+    connector: str
+    ocpp_version: str
+    rate_unit: RateUnit
+    max_periods: int
+    limit_resolution: float
+    min_limit: float
+    zero_limit_ok: bool
+    supports_phase_switching: bool
+    evse_id: int
+    connector_id: int
+    station_id: str
+    profile_id_base: int
+    stack_level_failsafe: int
+    stack_level_tx_default: int
+    stack_level_tx: int
+    stack_level_station_max: int
+    max_offline_duration_s: int
+    no_offline_limit: bool
+    invalid_after_offline: bool
+    def __init__(self, connector: _Optional[str] = ..., ocpp_version: _Optional[str] = ..., rate_unit: _Optional[_Union[RateUnit, str]] = ..., max_periods: _Optional[int] = ..., limit_resolution: _Optional[float] = ..., min_limit: _Optional[float] = ..., zero_limit_ok: _Optional[bool] = ..., supports_phase_switching: _Optional[bool] = ..., evse_id: _Optional[int] = ..., connector_id: _Optional[int] = ..., station_id: _Optional[str] = ..., profile_id_base: _Optional[int] = ..., stack_level_failsafe: _Optional[int] = ..., stack_level_tx_default: _Optional[int] = ..., stack_level_tx: _Optional[int] = ..., stack_level_station_max: _Optional[int] = ..., max_offline_duration_s: _Optional[int] = ..., no_offline_limit: _Optional[bool] = ..., invalid_after_offline: _Optional[bool] = ...) -> None: ...
+
+class NodeFallback(_message.Message):
+    __slots__ = ("node", "phase_limit_a", "power_limit_kw")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_LIMIT_A_FIELD_NUMBER: _ClassVar[int]
+    POWER_LIMIT_KW_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    phase_limit_a: _containers.RepeatedScalarFieldContainer[float]
+    power_limit_kw: float
+    def __init__(self, node: _Optional[str] = ..., phase_limit_a: _Optional[_Iterable[float]] = ..., power_limit_kw: _Optional[float] = ...) -> None: ...
+
+class OcppOptions(_message.Message):
+    __slots__ = ("chargers", "transaction_ids", "station_max", "failsafe", "fallback", "tx_default")
+    class TransactionIdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    STATION_MAX_FIELD_NUMBER: _ClassVar[int]
+    FAILSAFE_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    TX_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    chargers: _containers.RepeatedCompositeFieldContainer[ChargerCapabilities]
+    transaction_ids: _containers.ScalarMap[str, str]
+    station_max: bool
+    failsafe: bool
+    fallback: _containers.RepeatedCompositeFieldContainer[NodeFallback]
+    tx_default: bool
+    def __init__(self, chargers: _Optional[_Iterable[_Union[ChargerCapabilities, _Mapping]]] = ..., transaction_ids: _Optional[_Mapping[str, str]] = ..., station_max: _Optional[bool] = ..., failsafe: _Optional[bool] = ..., fallback: _Optional[_Iterable[_Union[NodeFallback, _Mapping]]] = ..., tx_default: _Optional[bool] = ...) -> None: ...
+
+class OcppProfile(_message.Message):
+    __slots__ = ("connector", "station", "ocpp_version", "kind", "action", "session", "payload", "warnings")
+    CONNECTOR_FIELD_NUMBER: _ClassVar[int]
+    STATION_FIELD_NUMBER: _ClassVar[int]
+    OCPP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    connector: str
+    station: str
+    ocpp_version: str
+    kind: OcppProfileKind
+    action: str
+    session: str
+    payload: _struct_pb2.Struct
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, connector: _Optional[str] = ..., station: _Optional[str] = ..., ocpp_version: _Optional[str] = ..., kind: _Optional[_Union[OcppProfileKind, str]] = ..., action: _Optional[str] = ..., session: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class OptimizeRequest(_message.Message):
-    __slots__ = ("site", "sessions", "signals", "now", "options")
+    __slots__ = ("site", "sessions", "signals", "now", "options", "ocpp")
     SITE_FIELD_NUMBER: _ClassVar[int]
     SESSIONS_FIELD_NUMBER: _ClassVar[int]
     SIGNALS_FIELD_NUMBER: _ClassVar[int]
     NOW_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    OCPP_FIELD_NUMBER: _ClassVar[int]
     site: Site
     sessions: _containers.RepeatedCompositeFieldContainer[Session]
     signals: Signals
     now: _timestamp_pb2.Timestamp
     options: Options
-    def __init__(self, site: _Optional[_Union[Site, _Mapping]] = ..., sessions: _Optional[_Iterable[_Union[Session, _Mapping]]] = ..., signals: _Optional[_Union[Signals, _Mapping]] = ..., now: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ...) -> None: ...
+    ocpp: OcppOptions
+    def __init__(self, site: _Optional[_Union[Site, _Mapping]] = ..., sessions: _Optional[_Iterable[_Union[Session, _Mapping]]] = ..., signals: _Optional[_Union[Signals, _Mapping]] = ..., now: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ..., ocpp: _Optional[_Union[OcppOptions, _Mapping]] = ...) -> None: ...
 
 class OptimizeResponse(_message.Message):
     __slots__ = ("plan",)
@@ -320,12 +442,14 @@ class OptimizeResponse(_message.Message):
     def __init__(self, plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
 
 class PutSiteRequest(_message.Message):
-    __slots__ = ("site", "options")
+    __slots__ = ("site", "options", "ocpp")
     SITE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    OCPP_FIELD_NUMBER: _ClassVar[int]
     site: Site
     options: Options
-    def __init__(self, site: _Optional[_Union[Site, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ...) -> None: ...
+    ocpp: OcppOptions
+    def __init__(self, site: _Optional[_Union[Site, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ..., ocpp: _Optional[_Union[OcppOptions, _Mapping]] = ...) -> None: ...
 
 class PutSiteResponse(_message.Message):
     __slots__ = ("created",)
@@ -340,12 +464,14 @@ class GetSiteRequest(_message.Message):
     def __init__(self, site_id: _Optional[str] = ...) -> None: ...
 
 class GetSiteResponse(_message.Message):
-    __slots__ = ("site", "options")
+    __slots__ = ("site", "options", "ocpp")
     SITE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    OCPP_FIELD_NUMBER: _ClassVar[int]
     site: Site
     options: Options
-    def __init__(self, site: _Optional[_Union[Site, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ...) -> None: ...
+    ocpp: OcppOptions
+    def __init__(self, site: _Optional[_Union[Site, _Mapping]] = ..., options: _Optional[_Union[Options, _Mapping]] = ..., ocpp: _Optional[_Union[OcppOptions, _Mapping]] = ...) -> None: ...
 
 class ListSitesRequest(_message.Message):
     __slots__ = ()
@@ -368,12 +494,14 @@ class DeleteSiteResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class StartSessionRequest(_message.Message):
-    __slots__ = ("site_id", "session")
+    __slots__ = ("site_id", "session", "transaction_id")
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTION_ID_FIELD_NUMBER: _ClassVar[int]
     site_id: str
     session: Session
-    def __init__(self, site_id: _Optional[str] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+    transaction_id: str
+    def __init__(self, site_id: _Optional[str] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., transaction_id: _Optional[str] = ...) -> None: ...
 
 class StartSessionResponse(_message.Message):
     __slots__ = ()

@@ -1,0 +1,207 @@
+"""The OCPP bridge's parts: meter reading, change detection, mapping, connections, CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call as call201
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from optimizer.api.smartcharging.v1 import smartcharging_pb2 as pb
+from optimizer.bridge import (
+    Bridge,
+    BridgeConfig,
+    Meter,
+    _host_port,
+    _mapping,
+    _Station,
+    _Tx,
+    build_parser,
+    effective,
+    read_meter,
+)
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def test_read_meter_201_units_and_phases() -> None:
+    m = read_meter([
+        {"timestamp": "2026-03-02T08:00:00Z", "sampled_value": [{"value": 100.0}]},
+        {"timestamp": "2026-03-02T08:05:00Z", "sampled_value": [
+            {"value": 1.5, "measurand": "Energy.Active.Import.Register",
+             "unit_of_measure": {"unit": "kWh"}},
+            {"value": 500.0, "measurand": "Energy.Active.Import.Register", "phase": "L1"},
+            {"value": 12.0, "measurand": "Current.Import", "phase": "L1"},
+            {"value": 15.5, "measurand": "Current.Import", "phase": "L2"},
+            {"value": 2.0, "measurand": "Power.Active.Import"},
+        ]},
+    ])
+    assert m == Meter(1500.0, 15.5)  # latest, total (not per phase) register, in Wh
+    assert read_meter([{"timestamp": "t", "sampled_value": [
+        {"value": 3.0, "unit_of_measure": {"unit": "Wh", "multiplier": 3}}]}]) == Meter(3000.0)
+
+
+def test_read_meter_16_strings_and_garbage() -> None:
+    assert read_meter([{"timestamp": "t", "sampled_value": [
+        {"value": "2.5", "unit": "kWh"}, {"value": "x", "measurand": "Current.Import"}]}]) == \
+        Meter(2500.0, None)
+    assert read_meter(None) == Meter()
+
+
+def _payload(start: datetime, periods: list[tuple[int, float]], *, tx: str = "t1",
+             duration: int = 7200) -> dict[str, Any]:
+    return {"evseId": 1, "chargingProfile": {
+        "id": 1013, "stackLevel": 1, "chargingProfilePurpose": "TxProfile",
+        "chargingProfileKind": "Absolute", "transactionId": tx,
+        "validTo": (T0 + timedelta(seconds=duration)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "chargingSchedule": [{"id": 1013, "startSchedule": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                              "duration": int((T0 - start).total_seconds()) + duration,
+                              "chargingRateUnit": "A",
+                              "chargingSchedulePeriod": [{"startPeriod": s, "limit": v}
+                                                         for s, v in periods]}]}}
+
+
+def test_effective_ignores_a_moved_start_but_not_a_new_limit() -> None:
+    now = T0 + timedelta(minutes=20)
+    old = _payload(T0, [(0, 16.0), (900, 10.0), (3600, 8.0)])
+    # re-rendered 15 min later: same limits from then on
+    moved = _payload(T0, [(0, 16.0), (900, 10.0), (3600, 8.0)])
+    moved["chargingProfile"]["chargingSchedule"][0]["startSchedule"] = "2026-03-02T08:15:00Z"
+    moved["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"] = [
+        {"startPeriod": 0, "limit": 10.0}, {"startPeriod": 2700, "limit": 8.0}]
+    moved["chargingProfile"]["chargingSchedule"][0]["duration"] = 7200 - 900
+    assert effective(old, "2.0.1", now) == effective(moved, "2.0.1", now)
+    lower = _payload(T0, [(0, 16.0), (900, 9.0), (3600, 8.0)])
+    assert effective(old, "2.0.1", now) != effective(lower, "2.0.1", now)
+    assert effective(old, "2.0.1", now) != effective(_payload(T0, [(0, 16.0), (900, 10.0),
+                                                                   (3600, 8.0)], tx="t2"),
+                                                     "2.0.1", now)
+    gone = effective(old, "2.0.1", T0 + timedelta(hours=3))
+    assert "expired" in gone
+
+
+def test_argument_parsing() -> None:
+    assert _mapping("CP01:2=c7") == (("CP01", 2), "c7")
+    assert _mapping("urn:x:CP:1=c1") == (("urn:x:CP", 1), "c1")
+    for bad in ("CP01=c1", "CP01:0=c1", "CP01:x=c1", ":1=c1", "CP01:1="):
+        with pytest.raises(Exception, match="STATION:EVSE=CONNECTOR"):
+            _mapping(bad)
+    assert _host_port("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert _host_port(":9000") == ("127.0.0.1", 9000)
+    args = build_parser().parse_args(["--site", "depot", "--map", "CP1:1=c1",
+                                      "--listen", "127.0.0.1:0"])
+    assert args.site == "depot" and args.map == [(("CP1", 1), "c1")]
+    assert args.listen == ("127.0.0.1", 0) and args.optimizer == "127.0.0.1:50051"
+
+
+def test_mapping_rules_and_precedence() -> None:
+    bridge = Bridge(BridgeConfig(site_id="s", mapping={("CP1", 2): "x"}))
+    bridge._site = pb.Site(id="s", connectors=[pb.Connector(id=i) for i in
+                                               ("CP1-1", "CP1-2", "x", "y", "CP2-1")])
+    bridge._ocpp = pb.OcppOptions(chargers=[
+        pb.ChargerCapabilities(connector="y", station_id="CP2", evse_id=1),
+        pb.ChargerCapabilities(connector="CP1-1", station_id="CP9", ocpp_version="1.6",
+                               connector_id=3)])
+    bridge._build_mapping()
+    cp1, cp2, cp9 = (_Station(n, "2.0.1") for n in ("CP1", "CP2", "CP9"))
+    assert bridge.connector_for(cp1, 1) == "CP1-1"  # rule 3: "<station>-<evse>"
+    assert bridge.connector_for(cp1, 2) == "x"  # rule 1 beats rule 3
+    assert bridge.connector_for(cp2, 1) == "y"  # rule 2 beats rule 3 ("CP2-1")
+    assert bridge.connector_for(cp9, 3) is None  # a 1.6 charger: not for a 2.0.1 station
+    assert bridge.connector_for(_Station("CP9", "1.6"), 3) == "CP1-1"
+    assert bridge.connector_for(cp1, 7) is None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_connections_without_an_optimizer() -> None:
+    """Stations are served (boot, heartbeat) while the optimizer is down; a connection without
+    an OCPP subprotocol is refused; stop() closes connections with 1001 going away."""
+
+    async def scenario() -> None:
+        bridge = Bridge(BridgeConfig(site_id="s", optimizer=f"127.0.0.1:{_free_port()}",
+                                     rpc_timeout_s=0.5))
+        port = await bridge.start("127.0.0.1", 0)
+        try:
+            with pytest.raises(InvalidStatus):
+                async with connect(f"ws://127.0.0.1:{port}/ocpp/CP1"):
+                    pass
+            ws = await connect(f"ws://127.0.0.1:{port}/ocpp/CP%201",
+                               subprotocols=["ocpp2.0.1"])  # type: ignore[list-item]
+            cp = ChargePoint201("CP 1", ws)
+            task = asyncio.create_task(cp.start())
+            boot = await cp.call(call201.BootNotification(
+                charging_station={"model": "m", "vendor_name": "v"}, reason="PowerUp"))
+            assert boot.status == "Accepted" and boot.interval == 300
+            assert (await cp.call(call201.Heartbeat())).current_time
+            assert "CP 1" in bridge.stations  # URL-decoded station id
+            # a transaction on an EVSE the (unread) site cannot map is accepted, not planned
+            await cp.call(call201.TransactionEvent(
+                event_type="Started", timestamp="2026-03-02T08:00:00Z",
+                trigger_reason="CablePluggedIn", seq_no=0,
+                transaction_info={"transaction_id": "t1"}, evse={"id": 1}))
+            assert bridge.stations["CP 1"].txs["t1"].connector is None
+        finally:
+            await bridge.stop()
+        with pytest.raises(ConnectionClosed) as info:
+            await task
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+class FakeOptimizer:
+    """Records the bridge's optimizer calls (only what ``update_tx`` / ``end_tx`` use)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    async def UpdateSession(self, req: Any, timeout: float) -> Any:
+        self.calls.append(("UpdateSession", req))
+        return pb.UpdateSessionResponse()
+
+    async def StopSession(self, req: Any, timeout: float) -> Any:
+        self.calls.append(("StopSession", req))
+        return pb.StopSessionResponse()
+
+
+def test_meter_reports_are_thresholded_and_outstaying_cars_keep_their_session() -> None:
+    async def scenario() -> list[tuple[str, Any]]:
+        bridge = Bridge(BridgeConfig(site_id="s", min_update_kwh=0.5,
+                                     default_stay=timedelta(hours=2)))
+        fake = FakeOptimizer()
+        bridge._csms = fake  # type: ignore[assignment]
+        st = _Station("CP", "2.0.1")
+        now = datetime.now(UTC)
+        st.txs["t"] = _Tx("t", 1, "c", "CP:t", meter_start_wh=1000.0, started=True,
+                          departure=now + timedelta(hours=1))
+        st.txs["r"] = _Tx("r", 2, "d", "CP:r", started=True, resumed=True,
+                          departure=now + timedelta(minutes=5))
+        bridge.update_tx(st, "t", Meter(1300.0, 8.0))  # +0.3 kWh: below the threshold
+        bridge.update_tx(st, "t", Meter(1600.0, 9.0))  # +0.6 kWh: reported
+        bridge.update_tx(st, "t", Meter(1900.0))  # +0.3 since the last report: not yet
+        bridge.update_tx(st, "r", Meter(99_000.0))  # resumed: energy never, but it outstays
+        bridge.end_tx(st, "t", Meter(2000.0))
+        while not st.work.empty():
+            await (st.work.get_nowait())()
+        return fake.calls
+
+    calls = asyncio.run(scenario())
+    assert [name for name, _ in calls] == ["UpdateSession", "UpdateSession", "StopSession"]
+    first, second = calls[0][1], calls[1][1]
+    assert first.session_id == "CP:t" and abs(first.energy_delivered_kwh - 0.6) < 1e-9
+    assert first.measured_current_a == 9.0 and not first.HasField("departure")
+    assert second.session_id == "CP:r" and not second.HasField("energy_delivered_kwh")
+    moved = second.departure.ToDatetime(tzinfo=UTC) - datetime.now(UTC)
+    assert timedelta(hours=1, minutes=59) < moved <= timedelta(hours=2)
+    assert calls[2][1].session_id == "CP:t"
