@@ -42,8 +42,8 @@ largest factor that makes the row hold, floored to the grid; lowering members ca
 phasor row over, so the slot is swept again, and after a few sweeps an over-limit row's members
 are zeroed (zero is always feasible). Finally the plan is topped up with the same rounds.
 
-**Not modelled here.** Minimum on/off times (``Options.min_on_minutes``) and a preference for
-fewer changes beyond "cheapest, then earliest": when limits force cars to take turns at their
+**Not modelled here.** Minimum on/off times and a preference for fewer changes beyond
+"cheapest, then earliest": when limits force cars to take turns at their
 minimum current, they may alternate slot by slot.
 
 All kernels are ``nogil`` and keep no global state, so a thread pool may run them in parallel.

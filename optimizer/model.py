@@ -171,8 +171,6 @@ class Options:
     time_limit_s: float = 5.0
     cost_weight: float = 1.0
     carbon_weight: float = 0.0
-    min_on_minutes: int = 0
-    min_off_minutes: int = 0
     phasor_polygon_sides: int = 24
 
 

@@ -666,6 +666,4 @@ def _options_from_bytes(data: bytes) -> Options:
         time_limit_s=m.time_limit.ToTimedelta().total_seconds()
         if m.HasField("time_limit")
         else o.time_limit_s,
-        min_on_minutes=minutes("min_on", o.min_on_minutes),
-        min_off_minutes=minutes("min_off", o.min_off_minutes),
     )

@@ -844,9 +844,6 @@ class _Check:
         )
         self.number("options.cost_weight", o.cost_weight, lo=0.0)
         self.number("options.carbon_weight", o.carbon_weight, lo=0.0)
-        span = int(MAX_HORIZON_HOURS * 60) if hours is None else math.floor(hours * 60)
-        for name in ("min_on_minutes", "min_off_minutes"):
-            self.integer(f"options.{name}", getattr(o, name), 0, span, unit="minutes")
         self.integer("options.phasor_polygon_sides", o.phasor_polygon_sides, *POLYGON_SIDES)
         if slot is not None and hours is not None and hours * 60.0 < slot:
             # compile divides by slot lengths: a horizon of a few ulps gives a zero-length slot.

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from optimizer import kernels
 from optimizer.checker import check
 from optimizer.compile import compile_problem
-from optimizer.lp import lp_energy_bound
+from optimizer.lp import lp_energy_bound, solve_lp, solve_milp
 from optimizer.model import (
     Connector,
     CurtailmentEvent,
@@ -24,7 +25,7 @@ from optimizer.model import (
     Site,
     TimeValue,
 )
-from optimizer.solve import solve
+from optimizer.solve import delivered_kwh, solve
 from optimizer.validate import validate
 
 from .strategies import problems
@@ -182,29 +183,42 @@ def test_every_plan_passes_the_checker(p: Problem) -> None:
             assert r.expected_kwh <= requested[r.session] + 1e-6
 
 
-QUALITY: list[float] = []
+QUALITY: list[tuple[float, float]] = []  # (fast / LP bound, fast / best real plan)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems(max_connectors=10, min_limit=16.0))
 def test_fast_path_energy_is_close_to_the_lp_bound(p: Problem) -> None:
+    """Fast energy vs the LP bound (reported) and vs the best real plan (floor asserted).
+
+    The continuous bound ignores minimum currents and discrete sets, so no real plan may reach
+    it; the floor is asserted against the best plan that honours them: the small MILP, or the
+    LP rounded and repaired.
+    """
     validate(p)
     c = compile_problem(p)
     bound = lp_energy_bound(c, time_limit_s=10.0)
     assert bound is not None
-    plan = solve(replace(p, options=replace(p.options, mode=Mode.FAST)))
-    got = sum(s.expected_kwh for s in plan.sessions)
+    fast = kernels.allocate(c)
+    got = float(delivered_kwh(c, fast).sum())
     assert got <= bound + 1e-6  # the LP relaxation really bounds every safe plan
+    real = [float(delivered_kwh(c, kernels.polish(c, solve_lp(c).x)).sum())]
+    milp = solve_milp(c, time_limit_s=10.0)
+    if milp.status == "optimal":
+        real.append(float(delivered_kwh(c, kernels.polish(c, milp.x)).sum()))
+    best = max(real)
     if bound > 5.0:  # below that, one step of a discrete set dominates the ratio
-        QUALITY.append(got / bound)
-        assert got >= 0.6 * bound
+        QUALITY.append((got / bound, got / max(best, 1e-9)))
+        assert got >= 0.8 * best
 
 
 def test_report_fast_path_quality() -> None:
-    """Runs after the property above (file order): report the measured mean share."""
+    """Runs after the property above (file order): report the measured mean shares."""
     if not QUALITY:
         pytest.skip("quality property did not run")
-    mean = float(np.mean(QUALITY))
-    print(f"\nfast-path energy / LP bound over {len(QUALITY)} random problems: "
-          f"mean {mean:.3f}, min {min(QUALITY):.3f}")
-    assert mean >= 0.9
+    vs_bound = np.array([q[0] for q in QUALITY])
+    vs_real = np.array([q[1] for q in QUALITY])
+    print(f"\nfast-path energy over {len(QUALITY)} random problems: "
+          f"{vs_bound.mean():.3f} of the LP bound on average (min {vs_bound.min():.3f}); "
+          f"{vs_real.mean():.3f} of the best real plan (min {vs_real.min():.3f})")
+    assert vs_real.mean() >= 0.95

@@ -160,7 +160,7 @@ def test_closed_store_refuses_calls(path: Path) -> None:
 def test_every_entity_round_trips_and_survives_reopen(path: Path) -> None:
     site = rich_site()
     options = Options(slot_minutes=5, horizon_hours=36.5, mode=Mode.LP, time_limit_s=1.7,
-                      cost_weight=0.3, carbon_weight=2.5, min_on_minutes=10, min_off_minutes=5,
+                      cost_weight=0.3, carbon_weight=2.5,
                       phasor_polygon_sides=48)
     cest = timezone(timedelta(hours=2))
     sessions = (
@@ -250,7 +250,6 @@ def _state(draw: st.DrawFn) -> tuple[Site, Options, list[Session], list[Curtailm
         mode=draw(st.sampled_from(Mode)),
         time_limit_s=draw(st.integers(1, 600_000)) / 1000,
         cost_weight=draw(_F), carbon_weight=draw(_F),
-        min_on_minutes=draw(st.integers(0, 1440)), min_off_minutes=draw(st.integers(0, 1440)),
         phasor_polygon_sides=draw(st.integers(3, 64)),
     )
     sessions = [

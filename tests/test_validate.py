@@ -123,8 +123,6 @@ def _baseline() -> Problem:
             time_limit_s=5.0,
             cost_weight=1.0,
             carbon_weight=0.5,
-            min_on_minutes=15,
-            min_off_minutes=30,
             phasor_polygon_sides=24,
         ),
     )
@@ -207,7 +205,7 @@ def test_lists_are_accepted_where_tuples_are_declared() -> None:
 
 def test_durations_from_the_wire_may_be_whole_floats() -> None:
     # optimizer.api.convert turns Durations into float minutes.
-    opts = replace(_baseline().options, slot_minutes=15.0, min_on_minutes=30.0)  # type: ignore[arg-type]
+    opts = replace(_baseline().options, slot_minutes=15.0)  # type: ignore[arg-type]
     validate(replace(_baseline(), options=opts))
 
 
@@ -456,10 +454,6 @@ CASES: list[tuple[str, Mutation, str, str]] = [
      "must be >= 0"),
     ("carbon weight inf", at("options.carbon_weight", INF), "options.carbon_weight",
      "must be finite"),
-    ("min on negative", at("options.min_on_minutes", -15), "options.min_on_minutes",
-     "must be between 0 and 1440"),
-    ("min off beyond horizon", at("options.min_off_minutes", 2000), "options.min_off_minutes",
-     "must be between 0 and 1440, got 2000"),
     ("polygon too coarse", at("options.phasor_polygon_sides", 4), "options.phasor_polygon_sides",
      "must be between 8 and 256"),
     ("options not Options", at("options", {"slot_minutes": 15}), "options",

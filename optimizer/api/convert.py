@@ -39,8 +39,6 @@ OPTION_PATHS = {
     "options.slot_minutes": "options.slot_length",
     "options.horizon_hours": "options.horizon",
     "options.time_limit_s": "options.time_limit",
-    "options.min_on_minutes": "options.min_on",
-    "options.min_off_minutes": "options.min_off",
 }
 
 _MODES: dict[int, Mode] = {pb.MODE_UNSPECIFIED: Mode.AUTO, pb.MODE_FAST: Mode.FAST,
@@ -211,8 +209,6 @@ def options_from_proto(m: pb.Options, err: _Errors, path: str = "options") -> Op
         time_limit_s=_minutes(m, "time_limit", d.time_limit_s / 60) * 60.0,
         cost_weight=m.cost_weight if m.HasField("cost_weight") else d.cost_weight,
         carbon_weight=m.carbon_weight if m.HasField("carbon_weight") else d.carbon_weight,
-        min_on_minutes=_whole_minutes(m, "min_on", 0),  # type: ignore[arg-type]
-        min_off_minutes=_whole_minutes(m, "min_off", 0),  # type: ignore[arg-type]
         phasor_polygon_sides=m.phasor_polygon_sides or d.phasor_polygon_sides,
     )
 
@@ -223,8 +219,6 @@ def options_to_proto(o: Options) -> pb.Options:
     m.slot_length.FromTimedelta(timedelta(minutes=o.slot_minutes))
     m.horizon.FromTimedelta(timedelta(hours=o.horizon_hours))
     m.time_limit.FromTimedelta(timedelta(seconds=o.time_limit_s))
-    m.min_on.FromTimedelta(timedelta(minutes=o.min_on_minutes))
-    m.min_off.FromTimedelta(timedelta(minutes=o.min_off_minutes))
     return m
 
 

@@ -199,15 +199,13 @@ class Signals(_message.Message):
     def __init__(self, capacity: _Optional[_Iterable[_Union[CapacityLimit, _Mapping]]] = ..., prices: _Optional[_Iterable[_Union[TimeValue, _Mapping]]] = ..., carbon: _Optional[_Iterable[_Union[TimeValue, _Mapping]]] = ..., events: _Optional[_Iterable[_Union[CurtailmentEvent, _Mapping]]] = ...) -> None: ...
 
 class Options(_message.Message):
-    __slots__ = ("slot_length", "horizon", "mode", "time_limit", "cost_weight", "carbon_weight", "min_on", "min_off", "phasor_polygon_sides")
+    __slots__ = ("slot_length", "horizon", "mode", "time_limit", "cost_weight", "carbon_weight", "phasor_polygon_sides")
     SLOT_LENGTH_FIELD_NUMBER: _ClassVar[int]
     HORIZON_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     TIME_LIMIT_FIELD_NUMBER: _ClassVar[int]
     COST_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     CARBON_WEIGHT_FIELD_NUMBER: _ClassVar[int]
-    MIN_ON_FIELD_NUMBER: _ClassVar[int]
-    MIN_OFF_FIELD_NUMBER: _ClassVar[int]
     PHASOR_POLYGON_SIDES_FIELD_NUMBER: _ClassVar[int]
     slot_length: _duration_pb2.Duration
     horizon: _duration_pb2.Duration
@@ -215,10 +213,8 @@ class Options(_message.Message):
     time_limit: _duration_pb2.Duration
     cost_weight: float
     carbon_weight: float
-    min_on: _duration_pb2.Duration
-    min_off: _duration_pb2.Duration
     phasor_polygon_sides: int
-    def __init__(self, slot_length: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., horizon: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cost_weight: _Optional[float] = ..., carbon_weight: _Optional[float] = ..., min_on: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., min_off: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., phasor_polygon_sides: _Optional[int] = ...) -> None: ...
+    def __init__(self, slot_length: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., horizon: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., mode: _Optional[_Union[Mode, str]] = ..., time_limit: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cost_weight: _Optional[float] = ..., carbon_weight: _Optional[float] = ..., phasor_polygon_sides: _Optional[int] = ...) -> None: ...
 
 class ChangePoint(_message.Message):
     __slots__ = ("start", "current_a")
