@@ -11,7 +11,7 @@ import cmath
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import astuple, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from optimizer import checker
 from optimizer.checker import PARTIAL, box_max_magnitude, check
 from optimizer.model import (
     CapacityLimit,
@@ -37,6 +38,8 @@ from optimizer.model import (
     phase_coefficients,
 )
 from optimizer.plan import ChangePoint, ConnectorProfile, Plan, SessionResult, Violation
+
+from .strategies import problems
 
 T0 = datetime(2024, 3, 1, 0, 0, tzinfo=UTC)
 SQRT3 = math.sqrt(3.0)
@@ -755,3 +758,219 @@ def test_big_case_runs_and_reports_outside_stay() -> None:
     vs = check(pr, plan)
     assert {v.kind for v in vs} <= {"outside_stay", "energy_report"}
     assert len(only(vs, "outside_stay")) >= 200
+
+
+# --- the screens decide nothing: screened = every rule per segment -------------------------------
+#
+# The checker screens rows, sessions, results and nodes on pieces (constant stretches of a
+# current) and runs the per-segment rules only where a screen flags. Forcing every screen to flag
+# everything must not change a single violation.
+
+
+@pytest.fixture
+def per_segment(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``check`` with every screen flagging everything: only the per-segment rules decide."""
+    init = checker._Delivered.__init__
+
+    def exact_init(self: Any, loads: Any, seg: Any) -> None:
+        init(self, loads, seg)
+        self.exact(range(len(loads.sessions)))
+
+    def never(a: np.ndarray, *_: Any) -> np.ndarray:
+        return np.zeros(np.shape(a), dtype=np.bool_)
+
+    def run(p: Problem, plan: Plan) -> list[tuple[object, ...]]:
+        with monkeypatch.context() as m:
+            m.setattr(checker, "_connector_screen", lambda y, cs: list(range(len(cs))))
+            m.setattr(checker, "_outside_screen", lambda y, loads: list(range(y.n_rows)))
+            m.setattr(checker, "_vehicle_screen", lambda loads: list(range(len(loads.sessions))))
+            m.setattr(checker, "_node_screen", lambda t, *_: np.ones(len(t.nodes), np.bool_))
+            m.setattr(checker, "_surely_close", never)
+            m.setattr(checker._Delivered, "__init__", exact_init)
+            return same(check(p, plan))
+
+    return run
+
+
+def same(vs: list[Violation]) -> list[tuple[object, ...]]:
+    """Violations as comparable tuples (NaN values compare equal)."""
+    return [tuple("nan" if f != f else f for f in astuple(v)) for v in vs]
+
+
+CURRENTS = st.one_of(
+    st.sampled_from([0.0, 0.0, 6.0, 8.0, 16.0, 16.2, 32.0, 32.00001, 40.0, -1.0, 1e-7, math.nan]),
+    st.floats(-2.0, 45.0),
+)
+
+
+@st.composite
+def random_plans(draw: st.DrawFn, p: Problem) -> Plan:
+    """Profiles on and off the slot grid, unsorted, duplicated, past the horizon; results."""
+    horizon = int(p.options.horizon_hours * 60)
+    slot = p.options.slot_minutes
+    profiles = []
+    for c in p.site.connectors:
+        for _ in range(draw(st.sampled_from([0, 1, 1, 1, 1, 2]))):
+            times = draw(
+                st.lists(
+                    st.one_of(
+                        st.integers(0, horizon // slot).map(lambda k: k * slot),
+                        st.integers(-30, horizon + 30),
+                    ),
+                    max_size=8,
+                )
+            )
+            if draw(st.booleans()):
+                times.sort()
+            sids = tuple(s.id for s in p.sessions if s.connector == c.id)
+            points = tuple(
+                ChangePoint(p.now + timedelta(minutes=m), draw(CURRENTS)) for m in times
+            )
+            profiles.append(ConnectorProfile(c.id, sids, points))
+    end = p.horizon_end - timedelta(minutes=draw(st.sampled_from([0, 0, 0, 47])))
+    results = tuple(
+        SessionResult(s.id, s.connector, s.energy_requested_kwh, draw(st.floats(0, 30)), 0.0)
+        for s in p.sessions
+        if draw(st.booleans())
+    )
+    return Plan(p.now, end, tuple(profiles), results)
+
+
+@st.composite
+def vehicle_limits(draw: st.DrawFn, p: Problem) -> Problem:
+    """Some cars with a minimum current and a power limit too."""
+    sessions = tuple(
+        replace(
+            s,
+            vehicle_min_current_a=draw(st.sampled_from([None, 6.0, 10.0, 16.2])),
+            vehicle_max_power_kw=draw(st.sampled_from([None, 3.7, 7.4, 11.0])),
+        )
+        for s in p.sessions
+    )
+    return replace(p, sessions=sessions)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_screens_match_per_segment_rules_on_random_plans(per_segment: Any, data: Any) -> None:
+    p = data.draw(problems(max_connectors=6).flatmap(vehicle_limits))
+    plan = data.draw(random_plans(p))
+    assert same(check(p, plan)) == per_segment(p, plan)
+
+
+def _peaks(vs: list[tuple[Any, ...]], node: str) -> dict[str, float]:
+    """Largest value per limit row of ``node`` among its violations (its rows' peaks at limit 0)."""
+    out: dict[str, float] = {}
+    for kind, subject, _, _, value, _, message in vs:
+        if kind == "node_limit" and subject == node:
+            label = message.split(": ")[0].split(" ", 2)[2]
+            out[label] = max(out.get(label, 0.0), value)
+    return out
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_screens_match_per_segment_rules_at_the_limit(per_segment: Any, data: Any) -> None:
+    # A limit placed so that its peak sits a hair either side of limit + tolerance: the node
+    # screen must leave the decision to the per-segment rule.
+    p = data.draw(problems(max_connectors=6))
+    plan = data.draw(random_plans(p))
+    k = data.draw(st.integers(0, len(p.site.nodes) - 1))
+    node = p.site.nodes[k]
+    zero = replace(
+        node,
+        phase_limit_a=(0.0, 0.0, 0.0),
+        power_limit_kw=0.0,
+        phasor_limits=tuple(replace(q, limit_a=0.0) for q in node.phasor_limits),
+    )
+
+    def with_node(n: Node) -> Problem:
+        nodes = (*p.site.nodes[:k], n, *p.site.nodes[k + 1 :])
+        return replace(p, site=replace(p.site, nodes=nodes), signals=Signals())
+
+    peaks = _peaks(per_segment(with_node(zero), plan), node.id)
+    assume(peaks)
+    label, peak = data.draw(st.sampled_from(sorted(peaks.items())))
+    assume(peak >= 1.0 and math.isfinite(peak))
+    lim = peak / (1 + 1e-6) * (1 + data.draw(st.sampled_from([-1e-12, -1e-15, 0.0, 1e-15, 1e-12])))
+    if label in ("L1", "L2", "L3"):
+        phases = [math.inf, math.inf, math.inf]
+        phases[int(label[1]) - 1] = lim
+        tight = replace(node, phase_limit_a=tuple(phases), power_limit_kw=None, phasor_limits=())
+    elif label == "kW":
+        tight = replace(node, phase_limit_a=None, power_limit_kw=lim, phasor_limits=())
+    else:
+        rows = tuple(replace(q, limit_a=lim) for q in node.phasor_limits if q.name == label)
+        tight = replace(node, phase_limit_a=None, power_limit_kw=None, phasor_limits=rows)
+    tp = with_node(tight)
+    assert same(check(tp, plan)) == per_segment(tp, plan)
+
+
+def test_screens_match_per_segment_rules_on_big_case(per_segment: Any) -> None:
+    pr, plan = big_case(120)
+    assert same(check(pr, plan)) == per_segment(pr, plan)
+    # every node's L1 limit right at its peak (limit + tolerance = peak): decided per segment
+    low = tuple(replace(n, phase_limit_a=(1e-3,) * 3) for n in pr.site.nodes)
+    vs = per_segment(replace(pr, site=replace(pr.site, nodes=low)), plan)
+    nodes = tuple(
+        replace(n, phase_limit_a=(_peaks(vs, n.id)["L1"] / (1 + 1e-6),) * 3) for n in pr.site.nodes
+    )
+    tight = replace(pr, site=replace(pr.site, nodes=nodes))
+    assert same(check(tight, plan)) == per_segment(tight, plan)
+
+
+# --- how a charger reads profiles, as pieces ----------------------------------------------------
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_pieces_read_profiles_like_a_charger(data: Any) -> None:
+    p = data.draw(problems(max_connectors=4))
+    plan = data.draw(random_plans(p))
+    clock = checker._Clock()
+    pts = checker._points(plan, clock)
+    stays = np.asarray(
+        [(clock[s.arrival], clock[s.departure]) for s in p.sessions], dtype=np.int64
+    ).reshape(-1, 2)
+    seg = checker._segments(p, plan, pts, stays, clock)
+    by_conn: dict[str, list[int]] = {}
+    for k, q in enumerate(plan.profiles):
+        by_conn.setdefault(q.connector, []).append(k)
+    groups = [by_conn[c] for c in sorted(by_conn)]
+    y = checker._profile_steps(groups, plan, pts, seg).dense(np.arange(len(groups)))
+    for r, g in enumerate(groups):
+        # brute force: per segment, the last point (in time, ties: later in the list) at or
+        # before its start; 0 before the first point and from the plan end on
+        want = np.zeros(seg.n)
+        for s in range(seg.n):
+            t = int(seg.start[s])
+            vals = []
+            for k in g:
+                q = plan.profiles[k]
+                cur, best = 0.0, None
+                for pt in q.points:
+                    u = checker._us(pt.start)
+                    if u <= t and (best is None or u >= best):
+                        best, cur = u, pt.current_a
+                vals.append(cur if t < checker._us(plan.end) else 0.0)
+            want[s] = np.max(vals)
+        np.testing.assert_array_equal(y[r], want)
+
+
+def test_electrical_facts_depend_only_on_the_classed_fields() -> None:
+    # The checker calls phase_coefficients / kw_per_amp once per (wiring, phases, rotation,
+    # angle, voltage, vehicle phases): other fields must not matter.
+    base = Connector("a", "n", 32.0, phases=3, phase_rotation="L2L3L1", wiring=Wiring.WYE)
+    other = replace(base, id="b", node="m", max_current_a=16.0, min_current_a=8.0,
+                    current_step_a=1.0, allowed_currents_a=(8.0, 16.0))
+    for wiring, phases, vp in itertools.product(Wiring, (1, 3), (None, 1, 3)):
+        c1 = replace(base, wiring=wiring, phases=phases)
+        c2 = replace(other, wiring=wiring, phases=phases)
+        s1 = Session("s", "a", at(0), at(60), 10.0, vehicle_phases=vp)
+        s2 = Session(
+            "t", "b", at(5), at(90), 30.0, energy_delivered_kwh=3.0, vehicle_max_current_a=16.0,
+            vehicle_min_current_a=6.0, vehicle_max_power_kw=7.0, vehicle_phases=vp,
+            priority=2.0, measured_current_a=4.0,
+        )
+        assert phase_coefficients(c1, s1) == phase_coefficients(c2, s2)
+        assert kw_per_amp(c1, s1) == kw_per_amp(c2, s2)
