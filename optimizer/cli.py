@@ -58,7 +58,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
         status = 0
     except PlanCheckError as exc:  # a bug: show the evidence, never a silently clamped plan
         plan, status = exc.plan, 3
-    if ocpp is not None:
+    if ocpp is not None and status != 0:
+        # Never print charger commands from a rejected plan: only the evidence.
+        print("error: the checker rejected the plan; no OCPP payloads rendered:", file=sys.stderr)
+        for v in plan.violations:
+            print(f"  {v.kind} {v.subject}: {v.message}", file=sys.stderr)
+    elif ocpp is not None:
         print(render_ocpp_json(problem, plan, ocpp))
     elif args.json:
         msg = plan_to_proto(plan, problem.site.id)

@@ -28,6 +28,7 @@ from .model import (
     Node,
     Problem,
     Session,
+    Wiring,
     kw_per_amp,
     phase_coefficients,
 )
@@ -107,7 +108,7 @@ def slot_edges(problem: Problem) -> tuple[F64, F64]:
     """Slot starts and ends (epoch s): first slot from now to the next wall-clock boundary."""
     dt = problem.options.slot_minutes * 60.0
     t0 = _ts(problem.now)
-    t_end = t0 + problem.options.horizon_hours * 3600.0
+    t_end = _ts(problem.horizon_end)
     edges = [t0]
     nxt = (math.floor(t0 / dt) + 1) * dt
     while nxt < t_end - 1e-6:
@@ -208,10 +209,12 @@ def compile_problem(problem: Problem) -> Compiled:
     lev_ptr = np.zeros(N + 1, dtype=np.int64)
     levels: list[float] = []
     coefs: list[tuple[complex, ...]] = []
+    delta: list[bool] = []
     for i, s in enumerate(sessions):
         c = conns[s.connector]
         kwpa[i] = kw_per_amp(c, s)
         coefs.append(phase_coefficients(c, s))
+        delta.append(c.wiring is Wiring.DELTA)
         a0 = max(_ts(s.arrival), t_now)
         a1 = _ts(s.departure)
         hours[i] = _overlap(a0, a1, starts, ends) / 3600.0
@@ -255,12 +258,18 @@ def compile_problem(problem: Problem) -> Compiled:
     limits: list[F64] = []
 
     def add(row: Row, mem: list[tuple[int, complex]], lim: F64) -> None:
+        """One row per box-safe subset; a session listed once per phase is summed back."""
         mem = [(i, c) for i, c in mem if abs(c) > 1e-12]
         if mem and np.isfinite(lim).any():
             for subset in box_safe_subsets([c for _, c in mem]):
-                rows.append(row)
-                members.append([mem[j] for j in subset])
-                limits.append(np.maximum(lim, 0.0))
+                merged: dict[int, complex] = {}
+                for j in subset:
+                    merged[mem[j][0]] = merged.get(mem[j][0], 0j) + mem[j][1]
+                kept = [(i, c) for i, c in merged.items() if abs(c) > 1e-12]
+                if kept:
+                    rows.append(row)
+                    members.append(kept)
+                    limits.append(np.maximum(lim, 0.0))
 
     caps_of: dict[str, list[CapacityLimit]] = {}
     for cap_ in problem.signals.capacity:
@@ -298,7 +307,15 @@ def compile_problem(problem: Problem) -> Compiled:
             add(Row(node.id, "phase", PHASES[p]), [(i, coefs[i][p]) for i in idx], phase_lim[p])
         add(Row(node.id, "power", "kW"), [(i, complex(kwpa[i])) for i in idx], kw_lim)
         for pl in node.phasor_limits:
-            mem = [(i, sum(pl.coefficients[p] * coefs[i][p] for p in range(3))) for i in idx]
+            # A wye car's phases may draw unequally (a 1-phase car behind an unknown vehicle,
+            # an unbalanced 3-phase one): each phase is its own draw in [0, x]. A delta branch
+            # is one current on both of its lines.
+            mem = []
+            for i in idx:
+                if delta[i]:
+                    mem.append((i, sum(pl.coefficients[p] * coefs[i][p] for p in range(3))))
+                else:
+                    mem.extend((i, pl.coefficients[p] * coefs[i][p]) for p in range(3))
             add(Row(node.id, "phasor", pl.name), mem, np.full(T, pl.limit_a))
 
     K = len(rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -117,8 +117,18 @@ def _unmet_kwh(c: Compiled, x: F64) -> float:
     return float((c.need_ah * c.kw_per_a).sum() - delivered_kwh(c, x).sum())
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def _us(d: datetime | float) -> int:
+    """Integer microseconds since the epoch: exact, so change points compare exactly."""
+    if isinstance(d, datetime):
+        return (d - _EPOCH) // timedelta(microseconds=1)
+    return round(d * 1e6)
 
 
 def row_magnitude(c: Compiled, x: F64) -> F64:
@@ -137,8 +147,8 @@ def build_plan(problem: Problem, c: Compiled, x: F64, *, solver: str, bound: flo
     # Publish micro-ampere values (16.2, not 16.200000000000003) and derive energy from exactly
     # what is published; the +1e-3 keeps a value a hair below a grid point on it.
     x = np.floor(x * 1e6 + 1e-3) / 1e6
-    t_now = problem.now.timestamp()
-    t_end = float(c.slot_end[-1])
+    t_now = _us(problem.now)
+    t_end = _us(problem.horizon_end)
     sess_by_conn: dict[str, list[int]] = {}
     for i, s in enumerate(problem.sessions):
         sess_by_conn.setdefault(s.connector, []).append(i)
@@ -146,7 +156,7 @@ def build_plan(problem: Problem, c: Compiled, x: F64, *, solver: str, bound: flo
     profiles = []
     for conn in problem.site.connectors:
         idx = sorted(sess_by_conn.get(conn.id, []), key=lambda i: problem.sessions[i].arrival)
-        times: list[float] = [t_now]
+        times: list[int] = [t_now]
         values: list[float] = [0.0]
         served: list[str] = []
         for i in idx:
@@ -155,13 +165,13 @@ def build_plan(problem: Problem, c: Compiled, x: F64, *, solver: str, bound: flo
             if slots.size == 0:
                 continue
             served.append(s.id)
-            arr, dep = max(s.arrival.timestamp(), t_now), s.departure.timestamp()
-            seg_start = np.maximum(c.slot_start[slots], arr)
-            for ts, v in zip(seg_start.tolist(), x[i, slots].tolist(), strict=True):
-                _push(times, values, ts, v)
+            arr, dep = max(_us(s.arrival), t_now), _us(s.departure)
+            for t, v in zip(slots.tolist(), x[i, slots].tolist(), strict=True):
+                _push(times, values, max(_us(float(c.slot_start[t])), arr), v)
             if dep < t_end:
                 _push(times, values, dep, 0.0)
-        points = tuple(ChangePoint(_dt(ts), v) for ts, v in zip(times, values, strict=True))
+        points = tuple(ChangePoint(_EPOCH + timedelta(microseconds=us), v)
+                       for us, v in zip(times, values, strict=True))
         profiles.append(ConnectorProfile(conn.id, tuple(served), points))
 
     e = delivered_kwh(c, x)
@@ -187,7 +197,7 @@ def build_plan(problem: Problem, c: Compiled, x: F64, *, solver: str, bound: flo
     out_warnings.extend(_unmet_warnings(problem, c, x, mag, results))
     return Plan(
         start=problem.now,
-        end=_dt(t_end),
+        end=problem.horizon_end,
         profiles=tuple(profiles),
         sessions=results,
         peaks=tuple(peaks.values()),
@@ -202,9 +212,9 @@ def build_plan(problem: Problem, c: Compiled, x: F64, *, solver: str, bound: flo
     )
 
 
-def _push(times: list[float], values: list[float], ts: float, v: float) -> None:
+def _push(times: list[int], values: list[float], ts: int, v: float) -> None:
     """Append a change point, merging equal values and overwriting a point at the same time."""
-    if abs(ts - times[-1]) < 1e-6:
+    if ts == times[-1]:
         times.pop()
         values.pop()
     if values and abs(values[-1] - v) < 1e-9:

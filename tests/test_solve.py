@@ -222,3 +222,17 @@ def test_report_fast_path_quality() -> None:
           f"{vs_bound.mean():.3f} of the LP bound on average (min {vs_bound.min():.3f}); "
           f"{vs_real.mean():.3f} of the best real plan (min {vs_real.min():.3f})")
     assert vs_real.mean() >= 0.95
+
+
+def test_phasor_limit_holds_when_a_car_draws_on_fewer_phases() -> None:
+    """A neutral-style limit |I_L1 + I_L2 + I_L3| <= 10 A is 0 for a balanced 3-phase draw,
+    but a car of unknown phases on a 3-phase connector may load one phase only: <= 10 A."""
+    from optimizer.model import PhasorLimit
+
+    site = Site("t", (Node("grid", None, (63.0,) * 3, None,  # type: ignore[arg-type]
+                           (PhasorLimit("neutral", (1.0, 1.0, 1.0), 10.0),)),),
+                (Connector("c0", "grid", 32.0, phases=3),))
+    s = (Session("a", "c0", NOW, NOW + 2 * H, 40.0),)
+    for mode in (Mode.FAST, Mode.LP):
+        plan = solve(_problem(site, s, mode, hours=2))
+        assert 0 < _current_at(plan, "c0", NOW) <= 10.0 + 1e-9
