@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bridge", add_help=False,
                        help="reference OCPP 2.0.1 / 1.6 bridge to a running service "
                        "(optimizer bridge --help)")
+    sub.add_parser("replay", add_help=False,
+                   help="replay real sessions against strategies and write a report "
+                   "(optimizer replay --help)")
 
     e = sub.add_parser("examples", help="write the bundled examples as JSON files")
     e.add_argument("dir", nargs="?", default="examples")
@@ -238,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bridge"]:
         return cmd_bridge(argv[1:])
+    if argv[:1] == ["replay"]:
+        from .replay import main as replay_main
+
+        return replay_main(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 
