@@ -326,7 +326,7 @@ class Planner:
             sid, st = picked
             try:
                 self._plan_site(sid, st)
-            except Exception:  # never let a worker die: log, keep the previous plan
+            except Exception:  # never let a worker die: log, and drop the plan (see _failed)
                 log.exception("planning site %r failed unexpectedly", sid)
                 self._failed(sid, st, "internal error while planning; see the server log")
             finally:
@@ -335,7 +335,11 @@ class Planner:
                     self._cv.notify_all()
 
     def _failed(self, sid: str, st: _SiteState, error: str) -> None:
+        """The site changed and no plan for its new state exists: the previous plan may ignore
+        a limit that was just added (a curtailment event), so it is not served any more; GetPlan
+        answers FAILED_PRECONDITION with this error until a re-plan succeeds."""
         with self._cv:
+            st.plan = None
             st.error = error
             st.attempts += 1
             self.stats.failures += 1
