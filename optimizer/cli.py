@@ -61,8 +61,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if ocpp is not None and status != 0:
         # Never print charger commands from a rejected plan: only the evidence.
         print("error: the checker rejected the plan; no OCPP payloads rendered:", file=sys.stderr)
-        for v in plan.violations:
-            print(f"  {v.kind} {v.subject}: {v.message}", file=sys.stderr)
+        for bad in plan.violations:
+            print(f"  {bad.kind} {bad.subject}: {bad.message}", file=sys.stderr)
     elif ocpp is not None:
         print(render_ocpp_json(problem, plan, ocpp))
     elif args.json:
