@@ -46,6 +46,7 @@ from .model import (
     Problem,
     Session,
     TimeValue,
+    Wiring,
     kw_per_amp,
     phase_coefficients,
 )
@@ -245,6 +246,18 @@ def _box_max(dirs: F64, w: C128, arcs: bool | None = None) -> F64:
     return best
 
 
+def _phasor_terms(coef: C128, plc: C128, split: Bools) -> C128:
+    """[N, 3] a phasor limit's terms per A of each car: one per phase it may draw on its own.
+
+    A wye car may draw less on one phase than on another, so its phases are separate draws in
+    [0, x]; a delta branch's terms are one current (in the first column, the others zero).
+    """
+    per = coef * plc[None, :]
+    joined = np.zeros_like(per)
+    joined[:, 0] = per.sum(axis=1)
+    return np.where(split[:, None], per, joined)
+
+
 def _planned_magnitude(coef: C128, x: F64) -> F64:
     """|sum_i coef[i] * x[i, t]| at the planned currents."""
     return np.abs(coef.real @ x + 1j * (coef.imag @ x))
@@ -340,6 +353,9 @@ class _Loads:
     kwpa: F64  # [N]
     coef: C128  # [N, 3] phasor per A on L1..L3
     cls: I64  # [N] class: sessions of one class have identical ``kwpa`` and ``coef``
+    # [N] the car's phases may draw unequally (wye: an unbalanced or fewer-phase vehicle); a
+    # delta branch is one current on both of its lines
+    split: Bools
 
     def present(self, idx: Sequence[int] | I64) -> Bools:
         s = np.arange(self.x.n)[None, :]
@@ -614,7 +630,8 @@ def _loads(
     facts = [(kw_per_amp(cs[i], ss[i]), phase_coefficients(cs[i], ss[i])) for i in first_of]
     kwpa = np.asarray([f[0] for f in facts], dtype=np.float64)[cls]
     coef = np.asarray([f[1] for f in facts], dtype=np.complex128).reshape(-1, 3)[cls]
-    return _Loads(ss, cs, rows, first, stop, x, kwpa, coef, cls)
+    split = np.asarray([c.wiring is not Wiring.DELTA for c in cs], dtype=np.bool_)
+    return _Loads(ss, cs, rows, first, stop, x, kwpa, coef, cls, split)
 
 
 def _connector_checks(rep: _Report, y: _Steps, cs: list[Connector], ids: list[str]) -> None:
@@ -1198,18 +1215,23 @@ def _node_rules(
     phase_lim, kw_lim = limits
     n = kw_lim.shape[0]
     coef = loads.coef[idx]
-    rows: list[tuple[str, str, C128, F64]] = [
-        (PHASES[p], "A", coef[:, p], phase_lim[p]) for p in range(3)
+    # (label, unit, terms, limit, owner): terms[j] per A of session idx[owner[j]]
+    one = np.arange(len(idx))
+    rows: list[tuple[str, str, C128, F64, I64]] = [
+        (PHASES[p], "A", coef[:, p], phase_lim[p], one) for p in range(3)
     ]
-    rows.append(("kW", "kW", loads.kwpa[idx].astype(np.complex128), kw_lim))
+    rows.append(("kW", "kW", loads.kwpa[idx].astype(np.complex128), kw_lim, one))
+    three = np.repeat(one, 3)
     for pl in node.phasor_limits:
-        c = coef @ np.asarray(pl.coefficients, dtype=np.complex128)
-        rows.append((pl.name, "A", c, np.full(n, max(pl.limit_a, 0.0))))
-    x = np.nan_to_num(loads.x.dense(idx), nan=0.0)
-    u = np.maximum(x, 0.0)
-    for label, unit, c, lim in rows:
+        plc = np.asarray(pl.coefficients, dtype=np.complex128)
+        terms = _phasor_terms(coef, plc, loads.split[idx]).reshape(-1)
+        rows.append((pl.name, "A", terms, np.full(n, max(pl.limit_a, 0.0)), three))
+    x_s = np.nan_to_num(loads.x.dense(idx), nan=0.0)
+    u_s = np.maximum(x_s, 0.0)
+    for label, unit, c, lim, owner in rows:
         if not np.isfinite(lim).any() or not (np.abs(c) > 1e-12).any():
             continue
+        x, u = x_s[owner], u_s[owner]
         dirs, w = _direction_sums(c, u)
         planned = np.abs(w.sum(axis=0)) if nonneg else _planned_magnitude(c, x)
         tol = _tol(lim)
@@ -1295,21 +1317,27 @@ def _node_screen(
     a_sum = u_sum if nonneg else sums(np.abs(qx))
     t_of = key[piece] // span
     start = key[piece] % span
-    # each current is off by at most 2^-(shift + 1), and a node sums at most its members
-    err = np.asarray(targets.count[t_of] * unit, dtype=np.float64)
+    # each current is off by at most 2^-(shift + 1), and a node sums at most its members, each
+    # in up to three terms (a wye car's phases in a phasor row)
+    err = np.asarray(3 * targets.count[t_of] * unit, dtype=np.float64)
 
-    # limit rows: L1..L3, kW, then one per distinct phasor-limit coefficient vector
+    # limit rows: L1..L3, kW, then one per distinct phasor-limit coefficient vector; columns:
+    # the class sums three times over, one block per phase a wye car may draw on its own
     c_coef = np.zeros((n_cls, 3), dtype=np.complex128)
     c_kw = np.zeros(n_cls, dtype=np.complex128)
+    c_split = np.zeros(n_cls, dtype=np.bool_)
     c_coef[loads.cls] = loads.coef
     c_kw[loads.cls] = loads.kwpa
+    c_split[loads.cls] = loads.split
+    pad = np.zeros(2 * n_cls, dtype=np.complex128)
+    u_sum, x_sum, a_sum = (np.hstack([a, a, a]) for a in (u_sum, x_sum, a_sum))
     lim = targets.const[t_of].T  # [4, pieces]
     tptr = np.searchsorted(t_of, np.arange(nt + 1), side="left")
     for t, (ph, kw) in targets.limits.items():
         sl = slice(tptr[t], tptr[t + 1])
         for r, arr in enumerate((*ph, kw)):
             lim[r, sl] = arr[start[sl]]
-    coefs = [c_coef[:, 0], c_coef[:, 1], c_coef[:, 2], c_kw]
+    coefs = [np.concatenate([c, pad]) for c in (c_coef[:, 0], c_coef[:, 1], c_coef[:, 2], c_kw)]
     lims = [lim]
     phasor: dict[tuple[complex, ...], F64] = {}
     for t in np.flatnonzero(targets.count).tolist():
@@ -1320,7 +1348,8 @@ def _node_screen(
             # a NaN limit never binds; the smallest of several binds first
             phasor[plc][t] = np.fmin(phasor[plc][t], max(pl.limit_a, 0.0))
     for plc, per_target in phasor.items():
-        coefs.append(c_coef @ np.asarray(plc, dtype=np.complex128))
+        terms = _phasor_terms(c_coef, np.asarray(plc, dtype=np.complex128), c_split)
+        coefs.append(terms.T.reshape(-1))
         lims.append(per_target[t_of][None, :])
     bad = _rows_screen(np.vstack(coefs), u_sum, x_sum, a_sum, err, np.vstack(lims), nonneg)
     flagged = np.zeros(nt, dtype=np.bool_)

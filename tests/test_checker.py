@@ -390,6 +390,24 @@ def test_delta_primary_breaks_only_if_a_car_draws_less() -> None:
     assert check(p, delta_plan(p, 32, 16, 0)) == []
 
 
+def test_neutral_current_of_an_unbalanced_wye_car() -> None:
+    # A neutral (L1 + L2 + L3 phasors) limit of 5 A under one 3-phase wye car at 10 A: balanced,
+    # the neutral carries 0 A; a car drawing on one or two phases only puts 10 A on it.
+    node = Node("n", phasor_limits=(PhasorLimit("N", (1.0, 1.0, 1.0), 5.0),))
+    conn = Connector("c", "n", 32.0, phases=3)
+    p = Problem(
+        Site("s", (node,), (conn,)),
+        (Session("s1", "c", at(0), at(60), 1000.0),),
+        T0,
+        options=Options(horizon_hours=1),
+    )
+    vs = only(check(p, make_plan(p, [prof("c", ["s1"], [(0, 10.0)])])), "node_limit")
+    assert [(v.subject, v.start, v.end) for v in vs] == [("n", at(0), at(60))]
+    assert vs[0].value == pytest.approx(10.0) and vs[0].limit == 5.0
+    assert PARTIAL in vs[0].message
+    assert not only(check(p, make_plan(p, [prof("c", ["s1"], [(0, 5.0)])])), "node_limit")
+
+
 def test_delta_primary_planned_violation_is_not_reported_twice() -> None:
     # ab = bc = 32 A: planned |8 e^{j30} + 8 e^{-j90}| = 8 A = worst partial draw; one report.
     p = delta_problem(primary=7.9)
@@ -673,7 +691,15 @@ def random_case(draw: st.DrawFn) -> tuple[Problem, list[ConnectorProfile], tuple
         times = sorted(draw(st.sets(st.integers(0, 11), min_size=1, max_size=4)))
         profiles.append(prof(cid, [f"s{k}"], [(t * 10, draw(st.floats(0.0, 32.0))) for t in times]))
     coeffs = draw(
-        st.sampled_from([(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.25, 0.0, -0.25), (1.0, -1.0, 0.5)])
+        st.sampled_from(
+            [
+                (1.0, 0.0, 0.0),
+                (0.0, 1.0, 0.0),
+                (0.25, 0.0, -0.25),
+                (1.0, -1.0, 0.5),
+                (1.0, 1.0, 1.0),  # neutral: balanced wye cars cancel, unbalanced do not
+            ]
+        )
     )
     node = Node("n", phasor_limits=(PhasorLimit("row", coeffs, 1.0),))
     pr = Problem(
@@ -683,7 +709,7 @@ def random_case(draw: st.DrawFn) -> tuple[Problem, list[ConnectorProfile], tuple
 
 
 def brute_limit(pr: Problem, profiles: list[ConnectorProfile], coeffs: tuple[float, ...]) -> float:
-    """Worst |row| over every minute and every partial draw, by plain loops."""
+    """Worst |row| over every minute and every partial draw (per phase of a wye car), by loops."""
     conns = {c.id: c for c in pr.site.connectors}
     by_conn = {p.connector: p for p in profiles}
     worst = 0.0
@@ -693,8 +719,13 @@ def brute_limit(pr: Problem, profiles: list[ConnectorProfile], coeffs: tuple[flo
         for s in pr.sessions:
             if s.arrival <= t < s.departure:
                 pc = phase_coefficients(conns[s.connector], s)
-                cs.append(sum(coeffs[q] * pc[q] for q in range(3)))
-                us.append(current_at(by_conn[s.connector], t))
+                u = current_at(by_conn[s.connector], t)
+                if conns[s.connector].wiring is Wiring.DELTA:  # one current on two lines
+                    cs.append(sum(coeffs[q] * pc[q] for q in range(3)))
+                    us.append(u)
+                else:  # each phase of a wye car may draw on its own
+                    cs.extend(coeffs[q] * pc[q] for q in range(3))
+                    us.extend([u] * 3)
         worst = max(worst, brute_box(cs, us))
     return worst
 
