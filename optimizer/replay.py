@@ -14,9 +14,11 @@ import argparse
 import csv
 import json
 import math
+import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -437,28 +439,52 @@ def sessions_by_day(sessions: Iterable[Session], first: datetime,
     return out
 
 
+def _warm_worker() -> None:
+    from .solve import warmup
+
+    warmup()
+
+
+def _replay_job(day: datetime, ss: tuple[Session, ...], cfg: Config, name: str,
+                via_grpc: str | None) -> DayResult:
+    return replay_day(day, ss, cfg, name, strategy(name, via_grpc))
+
+
 def run(sessions: tuple[Session, ...], cfg: Config, strategies: list[str], first: datetime,
         days: int, *, lp_days: int | None = None, progress: bool = True,
-        via_grpc: str | None = None,
+        via_grpc: str | None = None, pool: Executor | None = None,
         ) -> tuple[dict[str, Score], dict[str, list[DayResult]], list[float]]:
-    """Replay ``days`` days from ``first`` for every strategy; lp/auto only on ``lp_days``."""
+    """Replay ``days`` days from ``first`` for every strategy; lp/auto only on ``lp_days``.
+
+    Days are independent (each starts empty), so with a ``pool`` every (strategy, day) is a job;
+    solve times are then measured with the pool's processes sharing the CPU.
+    """
     per_day = sessions_by_day(sessions, first, days)
     optimum = []
     for k, (day, ss) in enumerate(per_day):
         if progress:
             _progress(f"offline optimum day {k + 1}/{days}")
         optimum.append(offline_optimum(day, ss, cfg))
-    results: dict[str, list[DayResult]] = {}
-    scores: dict[str, Score] = {}
-    for name in strategies:
-        strat = strategy(name, via_grpc)
-        n_days = min(days, lp_days) if lp_days is not None and name in ("lp", "auto") else days
-        results[name] = []
-        for k, (day, ss) in enumerate(per_day[:n_days]):
+    n_days = {name: min(days, lp_days) if lp_days is not None and name in ("lp", "auto")
+              else days for name in strategies}
+    jobs = [(name, k) for name in strategies for k in range(n_days[name])]
+    out: dict[tuple[str, int], DayResult] = {}
+    if pool is None:
+        strats = {name: strategy(name, via_grpc) for name in strategies}
+        for done, (name, k) in enumerate(jobs):
             if progress:
-                _progress(f"{name}: day {k + 1}/{n_days} ({len(ss)} sessions)")
-            results[name].append(replay_day(day, ss, cfg, name, strat))
-        scores[name] = score(results[name], optimum[:n_days], cfg)
+                _progress(f"{name}: day {k + 1}/{n_days[name]} ({len(per_day[k][1])} sessions)"
+                          f" [{done}/{len(jobs)}]")
+            out[name, k] = replay_day(*per_day[k], cfg, name, strats[name])
+    else:
+        futures = {pool.submit(_replay_job, *per_day[k], cfg, name, via_grpc): (name, k)
+                   for name, k in jobs}
+        for done, fut in enumerate(as_completed(futures), 1):
+            out[futures[fut]] = fut.result()
+            if progress:
+                _progress(f"replayed {done}/{len(jobs)} strategy-days")
+    results = {name: [out[name, k] for k in range(n_days[name])] for name in strategies}
+    scores = {name: score(results[name], optimum[:n_days[name]], cfg) for name in strategies}
     if progress:
         sys.stderr.write("\n")
     return scores, results, optimum
@@ -484,8 +510,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="time limit per lp/auto plan, s (small instances also run a MILP)")
     ap.add_argument("--via-grpc", metavar="HOST:PORT",
                     help="plan fast/lp/auto through a running server's Optimize RPC")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes replaying days in parallel (solve times then share the CPU)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
+    if a.workers < 1:
+        ap.error("--workers must be at least 1")
     from .examples import caltech_site
 
     strategies = [s.strip() for s in a.strategies.split(",") if s.strip()]
@@ -500,19 +530,29 @@ def main(argv: list[str] | None = None) -> int:
 
         warmup()
     runs = []
-    for kw in a.transformer_kw:
-        site = caltech_site(kw)
-        events = tuple(parse_event(e, site.nodes[0].id, k) for k, e in enumerate(a.event))
-        cfg = Config(site, a.slot_minutes, not a.no_taper, not a.no_tariff, events,
-                     a.lp_time_limit)
-        scores, results, optimum = run(sessions, cfg, strategies, first, a.days,
-                                       lp_days=a.lp_days, progress=not a.quiet,
-                                       via_grpc=a.via_grpc)
-        runs.append((kw, cfg, scores, results, optimum))
-        print(f"\n## transformer {kw:g} kW, {a.days} day(s) from {a.start}")
-        print(table(scores))
+    # spawn, not fork: HiGHS's worker threads do not survive a fork (the children spin forever)
+    pool = (ProcessPoolExecutor(a.workers, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_warm_worker) if a.workers > 1 else None)
+    try:
+        for kw in a.transformer_kw:
+            site = caltech_site(kw)
+            events = tuple(parse_event(e, site.nodes[0].id, k) for k, e in enumerate(a.event))
+            cfg = Config(site, a.slot_minutes, not a.no_taper, not a.no_tariff, events,
+                         a.lp_time_limit)
+            scores, results, optimum = run(sessions, cfg, strategies, first, a.days,
+                                           lp_days=a.lp_days, progress=not a.quiet,
+                                           via_grpc=a.via_grpc, pool=pool)
+            runs.append((kw, cfg, scores, results, optimum))
+            print(f"\n## transformer {kw:g} kW, {a.days} day(s) from {a.start}")
+            print(table(scores))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    lp_run = [s for s in strategies if s in ("lp", "auto")]
     meta = {"argv": argv if argv is not None else sys.argv[1:], "start": a.start,
-            "days": a.days, "lp_days": a.lp_days, "slot_minutes": a.slot_minutes,
+            "days": a.days, "slot_minutes": a.slot_minutes, "workers": a.workers,
+            "lp_days": (min(a.days, a.lp_days) if a.lp_days is not None else a.days)
+            if lp_run else None,
             "taper": not a.no_taper, "lp_time_limit_s": a.lp_time_limit,
             "tariff": not a.no_tariff, "events": a.event, "via_grpc": a.via_grpc}
     if a.json:

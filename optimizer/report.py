@@ -100,9 +100,10 @@ def write_report(out: Path, runs: list[tuple[float, Config, dict[str, Score],
     md = ["# Replay report", "",
           f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
           f"`python -m optimizer.replay {' '.join(meta['argv'])}`.", "",
-          f"Start {meta['start']}, {meta['days']} day(s); lp/auto on "
-          f"{meta['lp_days'] or meta['days']} day(s) (time limit {meta['lp_time_limit_s']} s per "
-          f"plan). Slot {meta['slot_minutes']} min, taper above 80 %: {meta['taper']}, "
+          f"Start {meta['start']}, {meta['days']} day(s)"
+          + (f"; lp/auto on {meta['lp_days']} day(s) (time limit {meta['lp_time_limit_s']} s "
+             "per plan)" if meta.get("lp_days") else "")
+          + f". Slot {meta['slot_minutes']} min, taper above 80 %: {meta['taper']}, "
           f"time-of-use tariff: {meta['tariff']}, events: {meta['events'] or 'none'}.", "",
           "Every strategy is re-run at each arrival, departure and slot boundary with only what "
           "is known then; cars draw min(allowed, own max, taper). Violations are counted on the "
