@@ -40,6 +40,10 @@ from .workloads import tree_problem
 
 REPO = Path(__file__).resolve().parents[1]
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20)]
+#: ``BENCH_SMOKE=1``: the same code on a 50-connector stored site with short runs (CI).
+SMOKE = os.environ.get("BENCH_SMOKE") == "1"
+BIG_N = 50 if SMOKE else 1000
+LOAD_SECONDS = 0.5 if SMOKE else 5.0
 
 
 # --- server process ------------------------------------------------------------------------------
@@ -114,9 +118,9 @@ def optimize_request(n: int = 50) -> pb.OptimizeRequest:
     return request_from_problem(p)
 
 
-def seed_big_site(db: Path, n: int = 1000) -> str:
-    """A stored 1,000-connector site with 1,000 sessions, written straight into the store (the
-    benchmark measures re-planning, not 1,000 StartSession calls)."""
+def seed_big_site(db: Path, n: int = BIG_N) -> str:
+    """A stored site with ``n`` connectors and sessions (1,000 unless smoke), written straight into
+    the store (the benchmark measures re-planning, not 1,000 StartSession calls)."""
     p = shifted(tree_problem(n, 96, seed=2), datetime.now(UTC))
     p = replace(p, options=replace(p.options, mode=Mode.FAST))
     with Store(db) as store:
@@ -239,15 +243,16 @@ def test_optimize_50_single_client(benchmark: Any, server: ServerProcess) -> Non
 
 def test_optimize_50_eight_clients(benchmark: Any, server: ServerProcess) -> None:
     out = benchmark.pedantic(optimize_load, args=(server.target, optimize_request(50)),
-                             kwargs={"seconds": 3.0}, rounds=1, iterations=1)
+                             kwargs={"seconds": LOAD_SECONDS}, rounds=1, iterations=1)
     benchmark.extra_info.update(out)
     assert out["errors"] == 0
 
 
-def test_event_to_plan_1000(benchmark: Any, server: ServerProcess) -> None:
-    e2p = EventToPlan(server.target, "tree-1000")
+def test_event_to_plan(benchmark: Any, server: ServerProcess) -> None:
+    e2p = EventToPlan(server.target, f"tree-{BIG_N}")
+    benchmark.extra_info["connectors"] = BIG_N
     try:
-        benchmark.pedantic(e2p.once, rounds=20, iterations=1, warmup_rounds=2)
+        benchmark.pedantic(e2p.once, rounds=3 if SMOKE else 20, iterations=1, warmup_rounds=2)
     finally:
         e2p.close()
 
@@ -258,7 +263,7 @@ def test_start_to_serving(benchmark: Any, tmp_dir: Path) -> None:
         srv.stop()
         return srv.serving_s
 
-    benchmark.pedantic(start, rounds=3, iterations=1)
+    benchmark.pedantic(start, rounds=1 if SMOKE else 3, iterations=1)
 
 
 # --- __main__ ------------------------------------------------------------------------------------
