@@ -13,8 +13,8 @@ session i's car is plugged in during slot t: energy uses it, limits apply to the
 
 from __future__ import annotations
 
-import cmath
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,6 +35,7 @@ from .model import (
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
+C128 = NDArray[np.complex128]
 
 #: Currents this close to a grid point count as on it (absorbs float noise in A).
 GRID_EPS = 1e-7
@@ -157,7 +158,7 @@ def floor_to_grid(v: float, lo: float, step: float, levels: F64) -> float:
     return lo + math.floor((v - lo) / step + GRID_EPS) * step
 
 
-def box_safe_subsets(coefs: list[complex]) -> list[list[int]]:
+def box_safe_subsets(coefs: Sequence[complex] | C128) -> list[list[int]]:
     """Member subsets whose magnitude rows together bound |z| for *every* draw in [0, x].
 
     A car may draw less than its profile (partial slot, taper). When all coefficients lie within
@@ -167,20 +168,20 @@ def box_safe_subsets(coefs: list[complex]) -> list[list[int]]:
     psi; there are at most twice as many such subsets as coefficient directions, and each becomes
     its own row.
     """
-    angles = sorted({round(cmath.phase(c), 9) for c in coefs})
-    spread_ok = all(math.cos(a - b) >= -1e-12 for a in angles for b in angles)
-    if spread_ok:
-        return [list(range(len(coefs)))]
+    ang = np.round(np.angle(np.asarray(coefs, dtype=np.complex128)), 9).tolist()
+    angles = sorted(set(ang))
+    if all(math.cos(a - b) >= -1e-12 for a in angles for b in angles):
+        return [list(range(len(ang)))]
     # The half-plane set only changes where psi crosses a_k +- 90 degrees: sample between those.
     cuts = sorted({(a + s * math.pi / 2) % (2 * math.pi) for a in angles for s in (1, -1)})
     mids = [(u + v) / 2 for u, v in zip(cuts, [*cuts[1:], cuts[0] + 2 * math.pi], strict=False)]
     candidates = {
-        frozenset(k for k, b in enumerate(angles) if math.cos(b - psi) > 1e-9) for psi in mids
+        tuple(k for k, b in enumerate(angles) if math.cos(b - psi) > 1e-9) for psi in mids
     }
     out = []
-    for cls in sorted(candidates, key=sorted):
+    for cls in sorted(candidates):
         chosen = {angles[k] for k in cls}
-        sub = [j for j, c in enumerate(coefs) if round(cmath.phase(c), 9) in chosen]
+        sub = [j for j, a in enumerate(ang) if a in chosen]
         if sub:
             out.append(sub)
     return out
@@ -208,16 +209,23 @@ def compile_problem(problem: Problem) -> Compiled:
     weight = np.zeros(N)
     lev_ptr = np.zeros(N + 1, dtype=np.int64)
     levels: list[float] = []
-    coefs: list[tuple[complex, ...]] = []
-    delta: list[bool] = []
+    coefs = np.zeros((N, 3), dtype=np.complex128)
+    delta = np.zeros(N, dtype=np.bool_)
+    facts: dict[tuple[object, ...], tuple[float, tuple[complex, ...]]] = {}
+    if N:
+        a0 = np.maximum([_ts(s.arrival) for s in sessions], t_now)
+        a1 = np.asarray([_ts(s.departure) for s in sessions])
+        span = np.minimum(ends[None, :], a1[:, None]) - np.maximum(starts[None, :], a0[:, None])
+        hours = np.clip(span, 0.0, None) / 3600.0
     for i, s in enumerate(sessions):
         c = conns[s.connector]
-        kwpa[i] = kw_per_amp(c, s)
-        coefs.append(phase_coefficients(c, s))
-        delta.append(c.wiring is Wiring.DELTA)
-        a0 = max(_ts(s.arrival), t_now)
-        a1 = _ts(s.departure)
-        hours[i] = _overlap(a0, a1, starts, ends) / 3600.0
+        # what the facts depend on (model.phase_coefficients, kw_per_amp, used_phases)
+        key = (c.wiring, c.phases, c.phase_rotation, c.phase_angle_deg, c.voltage_v,
+               s.vehicle_phases)
+        if key not in facts:
+            facts[key] = (kw_per_amp(c, s), phase_coefficients(c, s))
+        kwpa[i], coefs[i] = facts[key]
+        delta[i] = c.wiring is Wiring.DELTA
         cap = c.max_current_a
         if s.vehicle_max_current_a is not None:
             cap = min(cap, s.vehicle_max_current_a)
@@ -246,30 +254,47 @@ def compile_problem(problem: Problem) -> Compiled:
         weight[i] = s.priority * (2.0 if urgent else 1.0)
 
     # Every node's sessions: walk each connector's ancestors once.
-    below: dict[str, list[int]] = {n.id: [] for n in site.nodes}
+    below_l: dict[str, list[int]] = {n.id: [] for n in site.nodes}
     for i, s in enumerate(sessions):
         nid: str | None = conns[s.connector].node
         while nid is not None:
-            below[nid].append(i)
+            below_l[nid].append(i)
             nid = nodes[nid].parent
+    below = {k: np.asarray(v, dtype=np.int64) for k, v in below_l.items()}
 
     rows: list[Row] = []
-    members: list[list[tuple[int, complex]]] = []
+    members: list[tuple[I64, C128]] = []
     limits: list[F64] = []
 
-    def add(row: Row, mem: list[tuple[int, complex]], lim: F64) -> None:
+    def add(row: Row, idx: I64, coef: C128, lim: F64, repeated: bool = False) -> None:
         """One row per box-safe subset; a session listed once per phase is summed back."""
-        mem = [(i, c) for i, c in mem if abs(c) > 1e-12]
-        if mem and np.isfinite(lim).any():
-            for subset in box_safe_subsets([c for _, c in mem]):
-                merged: dict[int, complex] = {}
-                for j in subset:
-                    merged[mem[j][0]] = merged.get(mem[j][0], 0j) + mem[j][1]
-                kept = [(i, c) for i, c in merged.items() if abs(c) > 1e-12]
-                if kept:
-                    rows.append(row)
-                    members.append(kept)
-                    limits.append(np.maximum(lim, 0.0))
+        mag = np.abs(coef)
+        keep = mag > 1e-12
+        idx, coef = idx[keep], coef[keep]
+        if not idx.size or not np.isfinite(lim).any():
+            return
+        # all directions clearly within 90 degrees (the usual case): one row. The spread is the
+        # circle minus the widest gap between neighbouring directions.
+        a = np.sort(np.angle(coef))
+        gap = float(a[0]) + 2 * math.pi - float(a[-1])
+        if a.size > 1:
+            gap = max(gap, float((a[1:] - a[:-1]).max()))
+        spread = 2 * math.pi - gap
+        subsets = [slice(None)] if spread < math.pi / 2 - 1e-6 else box_safe_subsets(coef)
+        for subset in subsets:
+            i, c = idx[subset], coef[subset]
+            if repeated:  # first appearance order, as the sessions were listed
+                u, first, inv = np.unique(i, return_index=True, return_inverse=True)
+                merged = (np.bincount(inv, c.real, u.size)
+                          + 1j * np.bincount(inv, c.imag, u.size))
+                o = np.argsort(first, kind="stable")
+                i, c = u[o], merged[o]
+                ok = np.abs(c) > 1e-12
+                i, c = i[ok], c[ok]
+            if i.size:
+                rows.append(row)
+                members.append((i, c))
+                limits.append(np.maximum(lim, 0.0))
 
     caps_of: dict[str, list[CapacityLimit]] = {}
     for cap_ in problem.signals.capacity:
@@ -304,38 +329,33 @@ def compile_problem(problem: Problem) -> Compiled:
                 assert base is not None, "validate() rejects reductions on nodes without capacity"
                 kw_lim[hit] = np.minimum(kw_lim[hit], base - ev.reduction_kw)
         for p in range(3):
-            add(Row(node.id, "phase", PHASES[p]), [(i, coefs[i][p]) for i in idx], phase_lim[p])
-        add(Row(node.id, "power", "kW"), [(i, complex(kwpa[i])) for i in idx], kw_lim)
+            add(Row(node.id, "phase", PHASES[p]), idx, coefs[idx, p], phase_lim[p])
+        add(Row(node.id, "power", "kW"), idx, kwpa[idx].astype(np.complex128), kw_lim)
         for pl in node.phasor_limits:
             # A wye car's phases may draw unequally (a 1-phase car behind an unknown vehicle,
             # an unbalanced 3-phase one): each phase is its own draw in [0, x]. A delta branch
             # is one current on both of its lines.
-            mem = []
-            for i in idx:
-                if delta[i]:
-                    mem.append((i, sum(pl.coefficients[p] * coefs[i][p] for p in range(3))))
-                else:
-                    mem.extend((i, pl.coefficients[p] * coefs[i][p]) for p in range(3))
-            add(Row(node.id, "phasor", pl.name), mem, np.full(T, pl.limit_a))
+            per = coefs[idx] * np.asarray(pl.coefficients, dtype=np.complex128)[None, :]  # [n, 3]
+            terms = np.where(delta[idx, None], 0j, per)
+            terms[:, 0] = np.where(delta[idx], per.sum(axis=1), per[:, 0])
+            add(Row(node.id, "phasor", pl.name), np.repeat(idx, 3), terms.reshape(-1),
+                np.full(T, pl.limit_a), repeated=True)
 
     K = len(rows)
     row_ptr = np.zeros(K + 1, dtype=np.int64)
-    flat_i: list[int] = []
-    flat_c: list[complex] = []
-    linear = np.zeros(K, dtype=np.bool_)
-    for k, mem in enumerate(members):
-        flat_i.extend(i for i, _ in mem)
-        flat_c.extend(c for _, c in mem)
-        row_ptr[k + 1] = len(flat_i)
-        phases = [cmath.phase(c) for _, c in mem]
-        linear[k] = max(abs(cmath.rect(1, a - phases[0]) - 1) for a in phases) < 1e-9
-    row_idx = np.asarray(flat_i, dtype=np.int64)
-    carr = np.asarray(flat_c, dtype=np.complex128)
+    np.cumsum([m[0].size for m in members], out=row_ptr[1:])
+    row_idx = np.concatenate([m[0] for m in members]) if K else np.zeros(0, dtype=np.int64)
+    carr = np.concatenate([m[1] for m in members]) if K else np.zeros(0, dtype=np.complex128)
+    # linear: every coefficient points the way of the row's first one
+    unit = carr / np.abs(carr) if K else carr
+    first = np.repeat(unit[row_ptr[:-1]], np.diff(row_ptr))
+    row_of = np.repeat(np.arange(K, dtype=np.int64), np.diff(row_ptr))
+    linear = np.ones(K, dtype=np.bool_)
+    linear[row_of[np.abs(unit - first) >= 1e-9]] = False
 
     order = np.argsort(row_idx, kind="stable")
     sess_ptr = np.zeros(N + 1, dtype=np.int64)
     np.cumsum(np.bincount(row_idx, minlength=N), out=sess_ptr[1:])
-    row_of = np.repeat(np.arange(K, dtype=np.int64), np.diff(row_ptr))
 
     price = _mean_over_slots(problem.signals.prices, starts, ends)
     carbon = _mean_over_slots(problem.signals.carbon, starts, ends)

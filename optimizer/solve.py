@@ -147,32 +147,7 @@ def build_plan(problem: Problem, c: Compiled, x: F64, *, solver: str, bound: flo
     # Publish micro-ampere values (16.2, not 16.200000000000003) and derive energy from exactly
     # what is published; the +1e-3 keeps a value a hair below a grid point on it.
     x = np.floor(x * 1e6 + 1e-3) / 1e6
-    t_now = _us(problem.now)
-    t_end = _us(problem.horizon_end)
-    sess_by_conn: dict[str, list[int]] = {}
-    for i, s in enumerate(problem.sessions):
-        sess_by_conn.setdefault(s.connector, []).append(i)
-
-    profiles = []
-    for conn in problem.site.connectors:
-        idx = sorted(sess_by_conn.get(conn.id, []), key=lambda i: problem.sessions[i].arrival)
-        times: list[int] = [t_now]
-        values: list[float] = [0.0]
-        served: list[str] = []
-        for i in idx:
-            s = problem.sessions[i]
-            slots = np.flatnonzero(c.hours[i] > 0)
-            if slots.size == 0:
-                continue
-            served.append(s.id)
-            arr, dep = max(_us(s.arrival), t_now), _us(s.departure)
-            for t, v in zip(slots.tolist(), x[i, slots].tolist(), strict=True):
-                _push(times, values, max(_us(float(c.slot_start[t])), arr), v)
-            if dep < t_end:
-                _push(times, values, dep, 0.0)
-        points = tuple(ChangePoint(_EPOCH + timedelta(microseconds=us), v)
-                       for us, v in zip(times, values, strict=True))
-        profiles.append(ConnectorProfile(conn.id, tuple(served), points))
+    profiles = _profiles(problem, c, x)
 
     e = delivered_kwh(c, x)
     req = c.need_ah * c.kw_per_a
@@ -184,11 +159,13 @@ def build_plan(problem: Problem, c: Compiled, x: F64, *, solver: str, bound: flo
 
     mag = row_magnitude(c, x)
     peaks: dict[tuple[str, str], Peak] = {}
+    at = mag.argmax(axis=1) if c.k else np.zeros(0, dtype=np.int64)
+    top = mag[np.arange(c.k), at]
     for k, row in enumerate(c.rows):
-        t = int(np.argmax(mag[k]))
         key = (row.node, row.label)
-        if key not in peaks or mag[k, t] > peaks[key].peak:
-            peaks[key] = Peak(row.node, row.label, float(mag[k, t]), float(c.limit[k, t]),
+        if key not in peaks or top[k] > peaks[key].peak:
+            t = int(at[k])
+            peaks[key] = Peak(row.node, row.label, float(top[k]), float(c.limit[k, t]),
                               _dt(float(c.slot_start[t])))
 
     energy_slot = x * c.hours * c.kw_per_a[:, None]
@@ -212,15 +189,58 @@ def build_plan(problem: Problem, c: Compiled, x: F64, *, solver: str, bound: flo
     )
 
 
-def _push(times: list[int], values: list[float], ts: int, v: float) -> None:
-    """Append a change point, merging equal values and overwriting a point at the same time."""
-    if ts == times[-1]:
-        times.pop()
-        values.pop()
-    if values and abs(values[-1] - v) < 1e-9:
-        return
-    times.append(ts)
-    values.append(v)
+def _profiles(problem: Problem, c: Compiled, x: F64) -> tuple[ConnectorProfile, ...]:
+    """Change points per connector, 0 whenever no car is present, equal neighbours merged.
+
+    Per connector, in time order: (now, 0 A); each of its sessions' slots with the car present
+    at max(slot start, arrival); (departure, 0 A) when the car leaves within the horizon. A later
+    point at the same instant replaces an earlier one, then a point equal to the one before it
+    is dropped. Times are integer microseconds, so instants compare exactly. (Validation
+    guarantees one car at a time per connector, so times never go back.)
+    """
+    conns = problem.site.connectors
+    sessions = problem.sessions
+    n, n_slots = len(sessions), c.t
+    t_now, t_end = _us(problem.now), _us(problem.horizon_end)
+    pos = {conn.id: k for k, conn in enumerate(conns)}
+    sc = np.fromiter((pos[s.connector] for s in sessions), dtype=np.int64, count=n)
+    arrival = np.fromiter((_us(s.arrival) for s in sessions), dtype=np.int64, count=n)
+    departure = np.fromiter((_us(s.departure) for s in sessions), dtype=np.int64, count=n)
+    order = np.lexsort((arrival, sc))  # per connector by arrival (stable: ties by index)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    slot_us = np.rint(c.slot_start * 1e6).astype(np.int64)
+
+    ii, tt = np.nonzero(c.hours > 0)
+    served = np.zeros(n, dtype=np.bool_)
+    served[ii] = True
+    leave = np.flatnonzero(served & (departure < t_end))
+    m = len(conns)
+    group = np.concatenate([np.arange(m), sc[ii], sc[leave]])
+    k1 = np.concatenate([np.full(m, -1), rank[ii], rank[leave]])
+    k2 = np.concatenate([np.zeros(m, dtype=np.int64), tt, np.full(leave.size, n_slots)])
+    start = np.maximum(slot_us[tt], np.maximum(arrival[ii], t_now))
+    when = np.concatenate([np.full(m, t_now), start, departure[leave]])
+    value = np.concatenate([np.zeros(m), x[ii, tt], np.zeros(leave.size)])
+    o = np.lexsort((k2, k1, group))
+    group, when, value = group[o], when[o], value[o]
+    last = np.ones(group.size, dtype=np.bool_)  # the last point at each (connector, instant)
+    last[:-1] = (group[1:] != group[:-1]) | (when[1:] != when[:-1])
+    group, when, value = group[last], when[last], value[last]
+    new = np.ones(group.size, dtype=np.bool_)
+    new[1:] = (group[1:] != group[:-1]) | (np.abs(value[1:] - value[:-1]) >= 1e-9)
+    group, when, value = group[new], when[new], value[new]
+
+    points = [ChangePoint(_EPOCH + timedelta(microseconds=us), v)
+              for us, v in zip(when.tolist(), value.tolist(), strict=True)]
+    bounds = np.searchsorted(group, np.arange(m + 1)).tolist()
+    served_by: list[list[str]] = [[] for _ in range(m)]
+    for i in order[served[order]].tolist():
+        served_by[sc[i]].append(sessions[i].id)
+    return tuple(
+        ConnectorProfile(conn.id, tuple(served_by[k]), tuple(points[bounds[k]:bounds[k + 1]]))
+        for k, conn in enumerate(conns)
+    )
 
 
 def _unmet_warnings(problem: Problem, c: Compiled, x: F64, mag: F64,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from optimizer import kernels
 from optimizer.checker import check
@@ -25,7 +27,7 @@ from optimizer.model import (
     Site,
     TimeValue,
 )
-from optimizer.solve import delivered_kwh, solve
+from optimizer.solve import build_plan, delivered_kwh, solve
 from optimizer.validate import validate
 
 from .strategies import problems
@@ -236,3 +238,62 @@ def test_phasor_limit_holds_when_a_car_draws_on_fewer_phases() -> None:
     for mode in (Mode.FAST, Mode.LP):
         plan = solve(_problem(site, s, mode, hours=2))
         assert 0 < _current_at(plan, "c0", NOW) <= 10.0 + 1e-9
+
+
+# --- change points: the vectorised builder against the plain sequential rule ---------------------
+
+
+def _reference_profiles(p: Problem, c: Any, x: np.ndarray) -> list[tuple[str, tuple[str, ...],
+                                                                        list[tuple[int, float]]]]:
+    """Per connector, push (now, 0), each present slot at max(slot start, arrival), then
+    (departure, 0) if within the horizon; a push at the last point's instant replaces it, a push
+    equal to the last value is dropped. Integer microseconds throughout."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+
+    def us(d: datetime) -> int:
+        return (d - epoch) // timedelta(microseconds=1)
+
+    x = np.floor(x * 1e6 + 1e-3) / 1e6
+    t_now, t_end = us(p.now), us(p.horizon_end)
+    out = []
+    for conn in p.site.connectors:
+        pts: list[tuple[int, float]] = [(t_now, 0.0)]
+        served = []
+
+        def push(t: int, v: float, pts: list[tuple[int, float]] = pts) -> None:
+            if t == pts[-1][0]:
+                pts.pop()
+            if pts and abs(pts[-1][1] - v) < 1e-9:
+                return
+            pts.append((t, v))
+
+        mine = sorted((i for i, s in enumerate(p.sessions) if s.connector == conn.id),
+                      key=lambda i: p.sessions[i].arrival)
+        for i in mine:
+            s = p.sessions[i]
+            slots = np.flatnonzero(c.hours[i] > 0)
+            if not slots.size:
+                continue
+            served.append(s.id)
+            for t in slots.tolist():
+                push(max(round(float(c.slot_start[t]) * 1e6), us(s.arrival), t_now),
+                     float(x[i, t]))
+            if us(s.departure) < t_end:
+                push(us(s.departure), 0.0)
+        out.append((conn.id, tuple(served), pts))
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(problems(max_connectors=6), st.integers(0, 2**32 - 1))
+def test_change_points_follow_the_sequential_rule(p: Problem, seed: int) -> None:
+    c = compile_problem(p)
+    # the fast plan, and a noisy one whose values rarely repeat (merging matters less there)
+    rng = np.random.default_rng(seed)
+    for x in (kernels.allocate(c), np.round(rng.uniform(0, 1, c.ub.shape) * c.ub, 1)):
+        plan = build_plan(p, c, x, solver="t", bound=None, solve_time_s=0.0)
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        got = [(pr.connector, pr.sessions,
+                [((q.start - epoch) // timedelta(microseconds=1), q.current_a) for q in pr.points])
+               for pr in plan.profiles]
+        assert got == _reference_profiles(p, c, x)
