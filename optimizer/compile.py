@@ -201,7 +201,7 @@ def compile_problem(problem: Problem) -> Compiled:
     N = len(sessions)
 
     hours = np.zeros((N, T))
-    ub = np.zeros((N, T))
+    tops = np.zeros(N)
     lo = np.zeros(N)
     step = np.zeros(N)
     kwpa = np.zeros(N)
@@ -248,10 +248,11 @@ def compile_problem(problem: Problem) -> Compiled:
                          if step[i] > 0 else vmin)
             top = floor_to_grid(cap, lo[i], step[i], np.empty(0)) if cap >= lo[i] else 0.0
         lev_ptr[i + 1] = len(levels)
-        ub[i] = np.where(hours[i] > 0, top, 0.0)
+        tops[i] = top
         need[i] = max(0.0, s.energy_requested_kwh - s.energy_delivered_kwh) / kwpa[i]
         urgent = _ts(s.departure) <= t_end + 1e-9
         weight[i] = s.priority * (2.0 if urgent else 1.0)
+    ub = np.where(hours > 0, tops[:, None], 0.0)
 
     # Every node's sessions: walk each connector's ancestors once.
     below_l: dict[str, list[int]] = {n.id: [] for n in site.nodes}
@@ -268,10 +269,12 @@ def compile_problem(problem: Problem) -> Compiled:
 
     def add(row: Row, idx: I64, coef: C128, lim: F64, repeated: bool = False) -> None:
         """One row per box-safe subset; a session listed once per phase is summed back."""
+        if not idx.size or not np.isfinite(lim).any():
+            return
         mag = np.abs(coef)
         keep = mag > 1e-12
         idx, coef = idx[keep], coef[keep]
-        if not idx.size or not np.isfinite(lim).any():
+        if not idx.size:
             return
         # all directions clearly within 90 degrees (the usual case): one row. The spread is the
         # circle minus the widest gap between neighbouring directions.
