@@ -875,6 +875,12 @@ class Bridge:
                 stream = self._csms.WatchPlans(pb.WatchPlansRequest(site_ids=[self.cfg.site_id]))
                 async for update in stream:
                     delay = 0.5
+                    if update.withdrawn:
+                        # Stations keep their last profiles (which expire onto the fail-safe);
+                        # nothing better to send until the optimizer plans again.
+                        log.error("site %r: the optimizer withdrew its plan: %s",
+                                  self.cfg.site_id, update.withdrawn)
+                        continue
                     if not update.HasField("plan"):
                         log.warning("site %r was deleted", self.cfg.site_id)
                         continue

@@ -16,7 +16,8 @@ threads plan dirty sites from the store's latest state.
 - Subscribers never block the planner: each holds at most one pending update per site (the
   latest replaces an unsent one), so a slow reader costs memory bounded by the number of sites
   and skips intermediate plans instead of stalling everyone.
-- A deleted site's subscribers get a ``PlanUpdate`` with only ``site_id`` set (no ``plan``).
+- A deleted site's subscribers get a ``PlanUpdate`` with only ``site_id`` set (no ``plan``); a
+  site whose re-plan failed gets one with ``withdrawn`` set (the reason) and no plan.
 - A site stored with OCPP options gets its chargers' SetChargingProfile payloads in every plan
   (``Plan.ocpp_profiles``), TxProfiles for the sessions started with a transaction id; what
   cannot be rendered is a plan warning, never a lost plan.
@@ -337,12 +338,19 @@ class Planner:
     def _failed(self, sid: str, st: _SiteState, error: str) -> None:
         """The site changed and no plan for its new state exists: the previous plan may ignore
         a limit that was just added (a curtailment event), so it is not served any more; GetPlan
-        answers FAILED_PRECONDITION with this error until a re-plan succeeds."""
+        answers FAILED_PRECONDITION with this error and watchers get a ``withdrawn`` update
+        (new watchers too) until a re-plan succeeds."""
         with self._cv:
+            if self._states.get(sid) is not st:
+                return  # deleted meanwhile; forget() already told the watchers
             st.plan = None
             st.error = error
             st.attempts += 1
             self.stats.failures += 1
+            st.update = pb.PlanUpdate(site_id=sid, withdrawn=error).SerializeToString()
+            for sub in self._subs:
+                if sub.wants(sid):
+                    sub.offer(sid, st.update)
             self._cv.notify_all()
 
     def _plan_site(self, sid: str, st: _SiteState) -> None:

@@ -479,6 +479,64 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSer
     srv.stop(1.0)
 
 
+class FlakySolve:
+    """The real solver, or a failure (as a checker rejection would be) while ``fail`` is set."""
+
+    def __init__(self) -> None:
+        self.fail = threading.Event()
+
+    def __call__(self, problem: Problem, *, time_limit_s: float | None = None) -> Plan:
+        if self.fail.is_set():
+            raise RuntimeError("simulated planning bug")
+        return solve(problem, time_limit_s=time_limit_s)
+
+
+def test_failed_replan_withdraws_the_plan_for_watchers_and_getplan(
+    tmp_path: Path,
+) -> None:
+    fn = FlakySolve()
+    srv = build_server(port=0, db_path=tmp_path / "f.db", refresh=False, coalesce_s=0.01,
+                       solve_fn=fn, warmup_fn=warmup)
+    assert srv.wait_ready(PATIENCE_S)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+            csms, grid = pb_grpc.ChargingOptimizerStub(ch), pb_grpc.GridOperatorStub(ch)
+            put_site(csms, make_site("fl", grid_a=40.0, n=1))
+            csms.StartSession(pb.StartSessionRequest(
+                site_id="fl", session=make_session("a", "c0", now_utc())), timeout=10)
+            stream = csms.WatchPlans(pb.WatchPlansRequest(site_ids=["fl"]), timeout=PATIENCE_S)
+            try:
+                first = next(stream)
+                while not first.HasField("plan"):
+                    first = next(stream)
+                fn.fail.set()
+                grid.SubmitEvent(pb.SubmitEventRequest(
+                    site_id="fl", event=make_event("dso", 5.0)), timeout=10)
+                update = next(stream)
+                while update.HasField("plan"):  # a plan of the state before the event
+                    update = next(stream)
+                assert update.site_id == "fl" and "planning failed" in update.withdrawn
+                with pytest.raises(grpc.RpcError) as err:
+                    csms.GetPlan(pb.GetPlanRequest(site_id="fl"), timeout=10)
+                assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+                late = csms.WatchPlans(pb.WatchPlansRequest(site_ids=["fl"]), timeout=PATIENCE_S)
+                assert next(late).withdrawn == update.withdrawn  # a new watcher learns it too
+                late.cancel()
+
+                fn.fail.clear()
+                csms.UpdateSession(pb.UpdateSessionRequest(
+                    site_id="fl", session_id="a", energy_delivered_kwh=1.0), timeout=10)
+                update = next(stream)
+                while not update.HasField("plan"):
+                    update = next(stream)
+                assert not update.withdrawn and update.plan.version > first.plan.version
+                assert max_total_current(update.plan) <= 5.0 / KW_PER_A + 1e-6  # the event holds
+            finally:
+                stream.cancel()
+    finally:
+        srv.stop(1.0)
+
+
 def test_full_server_answers_resource_exhausted_at_once(
     gated: tuple[RunningServer, GatedSolve],
 ) -> None:

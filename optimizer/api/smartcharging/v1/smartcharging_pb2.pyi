@@ -554,12 +554,14 @@ class WatchPlansRequest(_message.Message):
     def __init__(self, site_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PlanUpdate(_message.Message):
-    __slots__ = ("site_id", "plan")
+    __slots__ = ("site_id", "plan", "withdrawn")
     SITE_ID_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
     site_id: str
     plan: Plan
-    def __init__(self, site_id: _Optional[str] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ...) -> None: ...
+    withdrawn: str
+    def __init__(self, site_id: _Optional[str] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., withdrawn: _Optional[str] = ...) -> None: ...
 
 class SubmitEventRequest(_message.Message):
     __slots__ = ("site_id", "event")
