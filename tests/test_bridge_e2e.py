@@ -464,8 +464,13 @@ async def scenario(grpc_port: int) -> float:
         await links["CP10"].charging_needs(2, hours=3.0, kwh=25.0)
         await hub.until(lambda: all(held_tx_bound(stations[e.station], e.evse) for e in EVSES),
                         "a TxProfile bound to every transaction")
-        before = total_kw(stations, datetime.now(UTC) + timedelta(minutes=5))
-        assert before <= NODE_KW + 1e-9
+        # Each plan fits the node, but the profiles held right now may come from two plans
+        # (a station still on the plan made when fewer cars were in while another already got
+        # the next one), so the sum is only asserted once the roll-out settles.
+        at = datetime.now(UTC) + timedelta(minutes=5)
+        await hub.until(lambda: total_kw(stations, at) <= NODE_KW + 1e-9,
+                        "the held TxProfiles to settle within the node limit")
+        before = total_kw(stations, at)
         assert before > EVENT_KW + 10.0, f"the plan uses only {before} kW before the event"
 
         # 3. curtailment event: every charge point gets new profiles, all fitting the event
