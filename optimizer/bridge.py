@@ -30,9 +30,13 @@ What it does
   ``SetChargingProfile`` at a time, every profile of its EVSEs whose effect *from now on*
   differs from what it last accepted: the ``TxProfile`` of each active transaction, and the
   fail-safe, plan ``TxDefaultProfile`` and station max profiles if the site's options ask for
-  them. A re-plan that changes nothing sends nothing. A rejected profile is logged and retried
-  only once it changes (or the station boots again). Profiles are never cleared: a TxProfile
-  ends with its transaction, plan profiles expire (``validTo``) onto the fail-safe.
+  them. A re-plan that changes nothing sends nothing. The roll-out is in two rounds across all
+  stations so that none is raised while another still holds a higher old profile: first what
+  only lowers (or an interim profile at most both the old and the new one), then, once every
+  connected station has finished that round (at most ``--lower-wait`` seconds), the rest. A
+  rejected profile is logged and retried only once it changes (or the station boots again).
+  Profiles are never cleared: a TxProfile ends with its transaction, plan profiles expire
+  (``validTo``) onto the fail-safe.
 
 Station and EVSE <-> site connector
 -----------------------------------
@@ -102,6 +106,7 @@ from .api.convert import ocpp_payload
 from .api.smartcharging.v1 import smartcharging_pb2 as pb
 from .api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
 from .ocpp import v16, v201
+from .ocpp.transition import interim, lowers_only
 
 log = logging.getLogger("optimizer.bridge")
 
@@ -140,6 +145,9 @@ class BridgeConfig:
     rpc_timeout_s: float = 10.0
     #: Attempts of a gRPC call while the optimizer is unavailable (backoff 0.5 s doubling to 10 s).
     rpc_retries: int = 8
+    #: How long raising profiles wait for every station to finish lowering (a station that does
+    #: not answer must not freeze the site at its lowest).
+    lower_wait_s: float = 10.0
 
 
 # --- reading OCPP payloads -----------------------------------------------------------------------
@@ -460,6 +468,11 @@ class Bridge:
         self._tx_counter = itertools.count(int(time.time() * 10) % 2_000_000_000)
         self._stopping = False
         self.plans_seen = 0
+        # roll-out of the current plan (``_round`` counts plans): stations still lowering
+        self._round = 0
+        self._to_lower: set[str] = set()
+        self._lowered = asyncio.Event()
+        self._lowered.set()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -538,6 +551,7 @@ class Bridge:
         finally:
             if st.cp is cp:
                 st.cp, st.ready = None, False
+                self._lowering_done(st.id)  # nobody waits for a station that is gone
             log.info("%s: disconnected", station_id)
 
     def seen(self, st: _Station) -> None:
@@ -922,8 +936,23 @@ class Bridge:
         for w in plan.warnings:
             if w.startswith("ocpp:"):
                 self._warn_once(w, f"plan: {w}")
+        self._round += 1
+        self._to_lower = {st.id for st in self.stations.values() if st.cp is not None
+                          and st.ready}
+        self._lowered = asyncio.Event()
+        if not self._to_lower:
+            self._lowered.set()
         for st in self.stations.values():
             st.dirty.set()
+
+    def _lowering_done(self, station_id: str, round_: int | None = None) -> None:
+        """``station_id`` lowered for the current plan (a round of an older plan does not
+        count), or is gone."""
+        if round_ is not None and round_ != self._round:
+            return
+        self._to_lower.discard(station_id)
+        if not self._to_lower:
+            self._lowered.set()
 
     def _desired(self, st: _Station) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         """(key, payload) of every profile the station should hold under the current plan."""
@@ -957,50 +986,105 @@ class Bridge:
         return out
 
     async def _sync_loop(self, st: _Station) -> None:
-        """Bring the station's profiles in line with the plan whenever either changes."""
+        """Bring the station's profiles in line with the plan whenever either changes.
+
+        In two rounds across all stations (``optimizer.ocpp.transition``): first what only lowers
+        (the fail-safe, profiles at most the held ones, interims below both), then, once every
+        connected station has finished its first round (or ``lower_wait_s`` passed), the rest.
+        So no station is raised while another still holds a higher old profile.
+        """
         while True:
             await st.dirty.wait()
             st.dirty.clear()
-            cp = st.cp
-            if cp is None or not st.ready:
+            lowered, round_ = self._lowered, self._round
+            if st.cp is None or not st.ready:
+                self._lowering_done(st.id)
                 continue  # seen() / booted() set dirty again
             now = _now()
-            sent = accepted = 0
+            first: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+            later: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
             for key, payload in self._desired(st):
-                if st.dirty.is_set():
-                    break  # a newer plan (or a reconnect) arrived: start over with it
-                want = effective(payload, st.version, now)
                 held = st.held.get(key)
-                if held is not None and effective(held, st.version, now) == want:
-                    continue
-                if st.failed.get(key) == want:
-                    continue  # rejected as it is; retried once it changes
-                if key[0] == pb.OCPP_PROFILE_KIND_TX and not any(
-                    t.evse == key[1] and t.tx_id == want[5] for t in st.txs.values()
-                ):
-                    continue  # its transaction ended while this round was sending
-                sent += 1
-                try:
-                    status = await self._send(cp, st.version, payload)
-                except ConnectionClosed:
-                    break  # reconnect -> seen() -> sync again
-                except Exception as exc:  # CallError, timeout, schema violation
-                    log.warning("%s: SetChargingProfile %s failed: %s", st.id,
-                                _KIND_NAMES.get(key[0], key[0]), exc)
-                    st.failed[key] = want
-                    continue
-                if status == "Accepted":
-                    accepted += 1
-                    st.held[key] = payload
-                    st.failed.pop(key, None)
+                if key[0] == pb.OCPP_PROFILE_KIND_FAILSAFE:
+                    first.append((key, payload))  # what protects the site if the link drops
+                elif held is None:
+                    later.append((key, payload))  # what it would lower is unknown
+                elif lowers_only(held, payload, st.version, now):
+                    first.append((key, payload))
                 else:
-                    log.warning("%s: %s for EVSE %s %s", st.id, _KIND_NAMES.get(key[0], key[0]),
-                                key[1], status)
-                    st.failed[key] = want
-            if sent:
-                version = self._plan.version if self._plan is not None else 0
-                log.info("%s: plan v%d: %d of %d profiles accepted", st.id, version, accepted,
-                         sent)
+                    mid = interim(held, payload, st.version, now)
+                    if mid is not None:
+                        first.append((key, mid))
+                    later.append((key, payload))
+            done = await self._send_round(st, first)
+            if not done:
+                continue  # a newer plan or a reconnect: this round does not count
+            self._lowering_done(st.id, round_)
+            if not later:
+                continue
+            if not lowered.is_set():
+                waits = [asyncio.ensure_future(st.dirty.wait()),
+                         asyncio.ensure_future(lowered.wait())]
+                try:
+                    await asyncio.wait(waits, timeout=self.cfg.lower_wait_s,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
+                if st.dirty.is_set():
+                    continue  # a newer plan: its own rounds
+                if not lowered.is_set():
+                    log.warning("%s: raising although %s did not finish lowering within %.0f s",
+                                st.id, ", ".join(sorted(self._to_lower)), self.cfg.lower_wait_s)
+            await self._send_round(st, later)
+
+    async def _send_round(self, st: _Station,
+                          profiles: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> bool:
+        """Send each profile whose effect differs from what the station holds; False if cut
+        short (a newer plan, a reconnect)."""
+        cp = st.cp
+        if cp is None:
+            return False
+        now = _now()
+        sent = accepted = 0
+        complete = True
+        for key, payload in profiles:
+            if st.dirty.is_set():
+                complete = False
+                break  # a newer plan (or a reconnect) arrived: start over with it
+            want = effective(payload, st.version, now)
+            held = st.held.get(key)
+            if held is not None and effective(held, st.version, now) == want:
+                continue
+            if st.failed.get(key) == want:
+                continue  # rejected as it is; retried once it changes
+            if key[0] == pb.OCPP_PROFILE_KIND_TX and not any(
+                t.evse == key[1] and t.tx_id == want[5] for t in st.txs.values()
+            ):
+                continue  # its transaction ended while this round was sending
+            sent += 1
+            try:
+                status = await self._send(cp, st.version, payload)
+            except ConnectionClosed:
+                complete = False
+                break  # reconnect -> seen() -> sync again
+            except Exception as exc:  # CallError, timeout, schema violation
+                log.warning("%s: SetChargingProfile %s failed: %s", st.id,
+                            _KIND_NAMES.get(key[0], key[0]), exc)
+                st.failed[key] = want
+                continue
+            if status == "Accepted":
+                accepted += 1
+                st.held[key] = payload
+                st.failed.pop(key, None)
+            else:
+                log.warning("%s: %s for EVSE %s %s", st.id, _KIND_NAMES.get(key[0], key[0]),
+                            key[1], status)
+                st.failed[key] = want
+        if sent:
+            version = self._plan.version if self._plan is not None else 0
+            log.info("%s: plan v%d: %d of %d profiles accepted", st.id, version, accepted, sent)
+        return complete
 
     async def _send(self, cp: Any, version: str, payload: dict[str, Any]) -> str:
         if version == "1.6":
@@ -1051,6 +1135,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="energy requested by a session whose car does not say")
     p.add_argument("--min-update-kwh", type=float, default=0.5,
                    help="report energy delivered once it grew this much (each report re-plans)")
+    p.add_argument("--lower-wait", type=float, default=10.0, metavar="SECONDS",
+                   help="how long raising profiles wait for all stations to finish lowering")
     p.add_argument("-v", "--verbose", action="store_true", help="log every OCPP message")
 
 
@@ -1062,6 +1148,7 @@ def config_from_args(args: argparse.Namespace) -> BridgeConfig:
         default_stay=timedelta(hours=args.default_stay_hours),
         default_energy_kwh=args.default_energy_kwh,
         min_update_kwh=args.min_update_kwh,
+        lower_wait_s=args.lower_wait,
     )
 
 
