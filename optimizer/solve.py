@@ -255,10 +255,12 @@ def _unmet_warnings(problem: Problem, c: Compiled, x: F64, mag: F64,
         room = present & (x[i] < c.ub[i] - 1e-9)
         rows_i = c.sess_row[c.sess_ptr[i]:c.sess_ptr[i + 1]]
         best, best_slots = -1, np.empty(0, dtype=np.int64)
-        for k in rows_i:
-            slots = np.flatnonzero(tight[k] & room)
-            if slots.size > best_slots.size:
-                best, best_slots = int(k), slots
+        if rows_i.size:
+            counts = (tight[rows_i] & room).sum(axis=1)
+            j = int(np.argmax(counts))  # the first row with the most binding slots
+            if counts[j]:
+                best = int(rows_i[j])
+                best_slots = np.flatnonzero(tight[best] & room)
         if best >= 0:
             a = _dt(float(c.slot_start[best_slots[0]]))
             b = _dt(float(c.slot_end[best_slots[-1]]))
