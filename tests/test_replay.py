@@ -61,6 +61,30 @@ def test_delivery_and_bound(day35: tuple[dict, list[float]]) -> None:
     assert len(fast.solve_s) > 100  # re-planned at every event
 
 
+def test_worker_pool_gives_the_same_results_as_one_process() -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    from optimizer.replay import _warm_worker, load_sessions
+
+    sessions = load_sessions(None)
+    first = datetime(2019, 3, 4, tzinfo=CALTECH_TZ)  # a Monday and Tuesday, many sessions
+    cfg = Config(caltech_site(35.0), 30, True, True, ())
+    serial = run(sessions, cfg, ["edf", "fast"], first, 2, progress=False)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_warm_worker) as pool:
+        pooled = run(sessions, cfg, ["edf", "fast"], first, 2, progress=False, pool=pool)
+    for name in ("edf", "fast"):
+        a, b = serial[1][name], pooled[1][name]
+        assert [r.day for r in a] == [r.day for r in b] == [d for d, _ in
+                                                              sessions_by_day(sessions, first, 2)]
+        for ra, rb in zip(a, b, strict=True):
+            assert np.array_equal(ra.current, rb.current) and np.array_equal(ra.times, rb.times)
+        assert serial[0][name].delivered_kwh == pooled[0][name].delivered_kwh > 0
+
+
 def test_auto_one_morning_is_clean() -> None:
     """auto (fast + LP) on a short window: every applied current within limits."""
     from optimizer.replay import load_sessions
