@@ -581,7 +581,7 @@ def as_dict(s: Score) -> dict[str, Any]:
 
 
 def _peak_cell(name: str) -> Callable[[dict[str, Any]], str]:
-    return lambda v: f"{v['peaks'].get(name, 0.0):.1f}"
+    return lambda v: f"{v['peaks'].get(name, 0.0):.2f}"
 
 
 def _event_cell(k: int) -> Callable[[dict[str, Any]], str]:
@@ -591,9 +591,14 @@ def _event_cell(k: int) -> Callable[[dict[str, Any]], str]:
 
 def table(scores: dict[str, Score]) -> str:
     """Markdown table, one column per strategy."""
-    names = list(scores)
-    d = {n: as_dict(scores[n]) for n in names}
-    root = next(iter(next(iter(scores.values())).peaks), "")
+    return table_of({n: as_dict(s) for n, s in scores.items()})
+
+
+def table_of(d: dict[str, dict[str, Any]]) -> str:
+    """``table`` from the scores as ``as_dict`` (and the JSON report) holds them."""
+    names = list(d)
+    first = d[names[0]]
+    root = next(iter(first["peaks"]), "")
     rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("days replayed", lambda v: f"{v['days']}"),
         ("sessions", lambda v: f"{v['sessions']}"),
@@ -610,9 +615,9 @@ def table(scores: dict[str, Score]) -> str:
         ("solve ms p50 / p95 / max",
          lambda v: f"{v['solve_ms_p50']:.1f} / {v['solve_ms_p95']:.1f} / {v['solve_ms_max']:.0f}"),
     ]
-    for name in sorted({k for s in scores.values() for k in s.peaks if k.startswith(
+    for name in sorted({k for v in d.values() for k in v["peaks"] if k.startswith(
             ("transformer", root.split()[0])) and not k.endswith(" kW")}):
-        rows.append((f"peak {name} (limit {scores[names[0]].limits.get(name, float('nan')):.0f})",
+        rows.append((f"peak {name} (limit {first['limits'].get(name, float('nan')):.2f})",
                      _peak_cell(name)))
     for k in range(len(next(iter(d.values()))["demand_response"])):
         rows.append((f"event {k + 1}: max import kW / kWh over limit", _event_cell(k)))

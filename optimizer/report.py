@@ -105,7 +105,9 @@ def write_report(out: Path, runs: list[tuple[float, Config, dict[str, Score],
              "per plan)" if meta.get("lp_days") else "")
           + f". Slot {meta['slot_minutes']} min, taper above 80 %: {meta['taper']}, "
           f"time-of-use tariff: {meta['tariff']}, events: {meta['events'] or 'none'}.", "",
-          "Every strategy is re-run at each arrival, departure and slot boundary with only what "
+          (f"Days ran in {meta['workers']} worker processes (`--workers`), so solve times are "
+           "per process with the others busy too. " if meta.get("workers", 1) > 1 else "")
+          + "Every strategy is re-run at each arrival, departure and slot boundary with only what "
           "is known then; cars draw min(allowed, own max, taper). Violations are counted on the "
           "*applied* currents with exact phasor magnitudes, per (node, phase/phasor limit) and "
           "step. The offline optimum is one outer-polygon LP per day with perfect knowledge and "
