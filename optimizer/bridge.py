@@ -33,7 +33,8 @@ What it does
   them. A re-plan that changes nothing sends nothing. The roll-out is in two rounds across all
   stations so that none is raised while another still holds a higher old profile: first what
   only lowers (or an interim profile at most both the old and the new one), then, once every
-  connected station has finished that round (at most ``--lower-wait`` seconds), the rest. A
+  connected station holds what it was sent in that round (at most ``--lower-wait`` seconds,
+  40), the rest. A
   rejected profile is logged and retried only once it changes (or the station boots again).
   Profiles are never cleared: a TxProfile ends with its transaction, plan profiles expire
   (``validTo``) onto the fail-safe.
@@ -146,8 +147,9 @@ class BridgeConfig:
     #: Attempts of a gRPC call while the optimizer is unavailable (backoff 0.5 s doubling to 10 s).
     rpc_retries: int = 8
     #: How long raising profiles wait for every station to finish lowering (a station that does
-    #: not answer must not freeze the site at its lowest).
-    lower_wait_s: float = 10.0
+    #: not answer must not freeze the site at its lowest); longer than a SetChargingProfile may
+    #: take, so a slow but working station is waited for.
+    lower_wait_s: float = 40.0
 
 
 # --- reading OCPP payloads -----------------------------------------------------------------------
@@ -936,6 +938,10 @@ class Bridge:
         for w in plan.warnings:
             if w.startswith("ocpp:"):
                 self._warn_once(w, f"plan: {w}")
+        self._roll_out()
+
+    def _roll_out(self) -> None:
+        """Start a roll-out of the current plan: every connected station lowers, then raises."""
         self._round += 1
         self._to_lower = {st.id for st in self.stations.values() if st.cp is not None
                           and st.ready}
@@ -1005,8 +1011,8 @@ class Bridge:
             later: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
             for key, payload in self._desired(st):
                 held = st.held.get(key)
-                if key[0] == pb.OCPP_PROFILE_KIND_FAILSAFE:
-                    first.append((key, payload))  # what protects the site if the link drops
+                if held is None and key[0] == pb.OCPP_PROFILE_KIND_FAILSAFE:
+                    first.append((key, payload))  # a first limit where there was none
                 elif held is None:
                     later.append((key, payload))  # what it would lower is unknown
                 elif lowers_only(held, payload, st.version, now):
@@ -1016,10 +1022,11 @@ class Bridge:
                     if mid is not None:
                         first.append((key, mid))
                     later.append((key, payload))
-            done = await self._send_round(st, first)
+            done, all_held = await self._send_round(st, first)
             if not done:
                 continue  # a newer plan or a reconnect: this round does not count
-            self._lowering_done(st.id, round_)
+            if all_held:  # a rejected or unanswered lowering keeps the others waiting
+                self._lowering_done(st.id, round_)
             if not later:
                 continue
             if not lowered.is_set():
@@ -1038,16 +1045,17 @@ class Bridge:
                                 st.id, ", ".join(sorted(self._to_lower)), self.cfg.lower_wait_s)
             await self._send_round(st, later)
 
-    async def _send_round(self, st: _Station,
-                          profiles: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> bool:
-        """Send each profile whose effect differs from what the station holds; False if cut
-        short (a newer plan, a reconnect)."""
+    async def _send_round(self, st: _Station, profiles: list[tuple[tuple[Any, ...],
+                                                                    dict[str, Any]]],
+                          ) -> tuple[bool, bool]:
+        """Send each profile whose effect differs from what the station holds. Returns (not cut
+        short by a newer plan or a reconnect, the station holds every one of them)."""
         cp = st.cp
         if cp is None:
-            return False
+            return False, False
         now = _now()
         sent = accepted = 0
-        complete = True
+        complete = held_all = True
         for key, payload in profiles:
             if st.dirty.is_set():
                 complete = False
@@ -1057,6 +1065,7 @@ class Bridge:
             if held is not None and effective(held, st.version, now) == want:
                 continue
             if st.failed.get(key) == want:
+                held_all = False
                 continue  # rejected as it is; retried once it changes
             if key[0] == pb.OCPP_PROFILE_KIND_TX and not any(
                 t.evse == key[1] and t.tx_id == want[5] for t in st.txs.values()
@@ -1072,6 +1081,7 @@ class Bridge:
                 log.warning("%s: SetChargingProfile %s failed: %s", st.id,
                             _KIND_NAMES.get(key[0], key[0]), exc)
                 st.failed[key] = want
+                held_all = False
                 continue
             if status == "Accepted":
                 accepted += 1
@@ -1081,10 +1091,11 @@ class Bridge:
                 log.warning("%s: %s for EVSE %s %s", st.id, _KIND_NAMES.get(key[0], key[0]),
                             key[1], status)
                 st.failed[key] = want
+                held_all = False
         if sent:
             version = self._plan.version if self._plan is not None else 0
             log.info("%s: plan v%d: %d of %d profiles accepted", st.id, version, accepted, sent)
-        return complete
+        return complete, held_all and complete
 
     async def _send(self, cp: Any, version: str, payload: dict[str, Any]) -> str:
         if version == "1.6":
@@ -1135,7 +1146,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="energy requested by a session whose car does not say")
     p.add_argument("--min-update-kwh", type=float, default=0.5,
                    help="report energy delivered once it grew this much (each report re-plans)")
-    p.add_argument("--lower-wait", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--lower-wait", type=float, default=40.0, metavar="SECONDS",
                    help="how long raising profiles wait for all stations to finish lowering")
     p.add_argument("-v", "--verbose", action="store_true", help="log every OCPP message")
 

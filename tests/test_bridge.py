@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -205,3 +206,69 @@ def test_meter_reports_are_thresholded_and_outstaying_cars_keep_their_session() 
     moved = second.departure.ToDatetime(tzinfo=UTC) - datetime.now(UTC)
     assert timedelta(hours=1, minutes=59) < moved <= timedelta(hours=2)
     assert calls[2][1].session_id == "CP:t"
+
+
+# --- roll-out order across stations ------------------------------------------------------------
+
+
+def _rollout(answers: dict[str, tuple[float, str]], lower_wait_s: float = 5.0,
+             ) -> list[tuple[str, float, float]]:
+    """Stations A and B both hold 16 A; the new plan is A 24 A, B 8 A. ``answers``: per station
+    (seconds to answer, status). Returns (station, limit, seconds since the roll-out) of every
+    accepted SetChargingProfile, in order."""
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def prof(limit: float) -> dict[str, Any]:
+        return {"evseId": 1, "chargingProfile": {
+            "id": 1012, "stackLevel": 1, "chargingProfilePurpose": "TxDefaultProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": [{"id": 1, "startSchedule": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                  "duration": 7200, "chargingRateUnit": "A",
+                                  "chargingSchedulePeriod": [{"startPeriod": 0,
+                                                              "limit": limit}]}]}}
+
+    key = (pb.OCPP_PROFILE_KIND_TX_DEFAULT, 1, 1012)
+    new = {"A": prof(24.0), "B": prof(8.0)}
+
+    async def scenario() -> list[tuple[str, float, float]]:
+        bridge = Bridge(BridgeConfig(site_id="s", lower_wait_s=lower_wait_s))
+        got: list[tuple[str, float, float]] = []
+        t0 = time.perf_counter()
+
+        async def send(cp: Any, version: str, payload: dict[str, Any]) -> str:
+            delay, status = answers[cp]
+            await asyncio.sleep(delay)
+            if status == "Accepted":
+                limit = payload["chargingProfile"]["chargingSchedule"][0][
+                    "chargingSchedulePeriod"][0]["limit"]
+                got.append((cp, limit, time.perf_counter() - t0))
+            return status
+
+        bridge._send = send  # type: ignore[method-assign]
+        bridge._desired = lambda st: [(key, new[st.id])]  # type: ignore[method-assign]
+        for sid in ("A", "B"):
+            st = bridge.stations[sid] = _Station(sid, "2.0.1", cp=sid, ready=True)
+            st.held[key] = prof(16.0)
+            st.tasks = [asyncio.create_task(bridge._sync_loop(st))]
+        bridge._roll_out()
+        await asyncio.sleep(lower_wait_s + 1.0)
+        for st in bridge.stations.values():
+            for t in st.tasks:
+                t.cancel()
+        return got
+
+    return asyncio.run(scenario())
+
+
+def test_rollout_lowers_everywhere_before_raising() -> None:
+    # B answers slowly: A's raise waits for B's acceptance, not for the timeout
+    got = _rollout({"A": (0.0, "Accepted"), "B": (0.3, "Accepted")})
+    assert [(s, lim) for s, lim, _ in got] == [("B", 8.0), ("A", 24.0)]
+    assert 0.3 <= got[1][2] < 2.0
+
+
+def test_rollout_waits_out_a_station_that_does_not_lower() -> None:
+    # B rejects its lowering: A is raised only after the wait (B may still draw 16 A)
+    got = _rollout({"A": (0.0, "Accepted"), "B": (0.0, "Rejected")}, lower_wait_s=1.0)
+    assert [(s, lim) for s, lim, _ in got] == [("A", 24.0)]
+    assert got[0][2] >= 1.0

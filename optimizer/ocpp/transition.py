@@ -9,14 +9,16 @@ way every station holds its old profile or one below it (so the old plan's limit
 the second, its interim or its new one, both at most the new plan (so the new plan's limits
 hold).
 
-Profiles here are absolute schedules on whole seconds, as ``render`` makes them. "At most" compares
-what a period allows in total: limit x phases for amperes (3 phases when unspecified), the limit
-for watts; profiles in different units are not compared (no interim).
+Profiles here are absolute schedules on whole seconds, as ``render`` makes them. A period is "at
+most" another when no line can carry more under it: no more phases (3 when unspecified), no more
+current per phase (the limit in A; W / phases in W, at the EVSE's one voltage), and a single phase
+on the same line. Profiles in different units are not compared (no interim).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,8 +58,38 @@ def _segments(payload: dict[str, Any], version: str, now_s: int) -> tuple[str, l
     return str(sch["chargingRateUnit"]), out
 
 
-def _total(step: Step, unit: str) -> float:
-    return step[0] * (step[1] or 3) if unit == "A" else step[0]
+def _phases(step: Step) -> int:
+    return step[1] or 3
+
+
+def _per_phase(step: Step, unit: str) -> float:
+    """Current per phase in the unit's terms (W per phase: the voltage is the EVSE's, shared)."""
+    return step[0] if unit == "A" else step[0] / _phases(step)
+
+
+def _at_most(a: Step, b: Step, unit: str) -> bool:
+    """``a`` lets no line carry more than ``b`` does: no more phases, no more per phase, and a
+    single phase on the same line (a 1-phase step without ``phaseToUse`` is the car's phase)."""
+    if a[0] <= 0:
+        return True  # nothing on any line
+    if _phases(a) > _phases(b) or _per_phase(a, unit) > _per_phase(b, unit) + 1e-9:
+        return False
+    return not (_phases(a) == _phases(b) == 1 and a[2] != b[2])
+
+
+def _lower(a: Step, b: Step, unit: str) -> Step:
+    """A step at most both ``a`` and ``b``: the fewer phases, the lower current per phase."""
+    if _at_most(a, b, unit):
+        return a
+    if _at_most(b, a, unit):
+        return b
+    phases = min(_phases(a), _phases(b))
+    per = min(_per_phase(a, unit), _per_phase(b, unit))
+    one = [st for st in (a, b) if _phases(st) == 1]
+    if phases == 1 and len(one) == 2:  # two different single lines: nothing fits both
+        return (0.0, a[1], a[2])
+    limit = per if unit == "A" else math.floor(per * phases * 10 + 1e-6) / 10
+    return (limit, phases, one[0][2] if one else None)
 
 
 def _at(segs: list[Segment], a: int) -> Step | None:
@@ -86,7 +118,7 @@ def lowers_only(held: dict[str, Any], new: dict[str, Any], version: str, now: da
         sh, sn = _at(h, a), _at(n, a)
         if sh is None and sn is None:
             continue
-        if sh is None or sn is None or _total(sn, unit_n) > _total(sh, unit_h) + 1e-9:
+        if sh is None or sn is None or not _at_most(sn, sh, unit_n):
             return False
     return True
 
@@ -95,10 +127,11 @@ def interim(
     held: dict[str, Any], new: dict[str, Any], version: str, now: datetime,
     max_periods: int | None = None,
 ) -> dict[str, Any] | None:
-    """``new`` with its schedule replaced by the lower of ``held`` and ``new`` at every instant
-    from ``now`` (whole second) while ``held`` applies (``held`` alone where ``new`` sets
-    nothing), in at most ``max_periods`` periods (adjacent ones merge at their lower value).
-    None if the units differ or ``held`` sets nothing from now on or has a gap.
+    """``new`` with its schedule replaced by a step at most both ``held`` and ``new`` at every
+    instant from ``now`` (whole second) while ``held`` applies (``held`` alone where ``new`` sets
+    nothing), in at most ``max_periods`` periods (default: as many as the longer of the two had;
+    adjacent ones merge into a step at most both). None if the units differ or ``held`` sets
+    nothing from now on or has a gap.
     """
     now_s = int(now.timestamp())
     unit_h, h = _segments(held, version, now_s)
@@ -115,16 +148,17 @@ def interim(
         sh, sn = _at(h, a), _at(n, a)
         if sh is None:
             return None  # a gap in the held profile: nothing is below it there
-        step = sn if sn is not None and _total(sn, unit_n) <= _total(sh, unit_h) else sh
+        step = sh if sn is None else _lower(sn, sh, unit_n)
         if not steps or steps[-1][1] != step:
             steps.append((a, step))
-    limit = max_periods or len(steps)
-    while len(steps) > max(limit, 1):
-        # merge the neighbours closest in value, at the lower of the two
-        k = min(range(len(steps) - 1),
-                key=lambda j: abs(_total(steps[j][1], unit_n) - _total(steps[j + 1][1], unit_n)))
-        low = min(steps[k][1], steps[k + 1][1], key=lambda st: _total(st, unit_n))
-        steps[k:k + 2] = [(steps[k][0], low)]
+    if max_periods is None:  # what this charger took before, or was rendered for
+        max_periods = max(len(_profile_schedule(p, version)[1]["chargingSchedulePeriod"])
+                          for p in (held, new))
+    while len(steps) > max(max_periods, 1):
+        # merge the neighbours closest in current, at a step at most both
+        k = min(range(len(steps) - 1), key=lambda j: abs(
+            _per_phase(steps[j][1], unit_n) - _per_phase(steps[j + 1][1], unit_n)))
+        steps[k:k + 2] = [(steps[k][0], _lower(steps[k][1], steps[k + 1][1], unit_n))]
     out = copy.deepcopy(new)
     prof, sch = _profile_schedule(out, version)
     prof.pop("validFrom", None)  # the schedule's start and duration say it all
