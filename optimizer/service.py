@@ -723,7 +723,7 @@ class GridOperatorService:
             )
             outcome = c.store.submit_event(req.site_id, event)
         if outcome == "APPLIED":
-            c.planner.touch(req.site_id)
+            c.planner.touch(req.site_id, urgent=True)
         return pb.SubmitEventResponse(outcome=outcome)
 
     def CancelEvent(self, req: pb.CancelEventRequest, context: grpc.ServicerContext) -> Any:
@@ -737,7 +737,7 @@ class GridOperatorService:
                 if str(exc).startswith("site "):
                     raise not_found("site", req.site_id, str(exc)) from None
                 raise not_found("event", req.event_id, str(exc)) from None
-        c.planner.touch(req.site_id)
+        c.planner.touch(req.site_id, urgent=True)
         return pb.CancelEventResponse()
 
     def ListEvents(self, req: pb.ListEventsRequest, context: grpc.ServicerContext) -> Any:
@@ -790,7 +790,7 @@ class GridOperatorService:
                 ),
             )
             c.store.set_capacity(req.site_id, req.node, limits)
-        c.planner.touch(req.site_id)
+        c.planner.touch(req.site_id, urgent=True)
         return pb.SetCapacityForecastResponse()
 
     def SetPrices(self, req: pb.SetPricesRequest, context: grpc.ServicerContext) -> Any:

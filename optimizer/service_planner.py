@@ -5,8 +5,9 @@ after a solve, and a burst of changes (50 cars reporting energy every second, a 
 series of events) must cost one solve, not fifty. So mutations only ``touch`` a site; worker
 threads plan dirty sites from the store's latest state.
 
-- Coalescing: a touched site becomes due ``coalesce_s`` after its first pending change; changes
-  arriving meanwhile (or while it is being planned) fold into that one (next) re-plan.
+- Coalescing: a touched site becomes due ``coalesce_s`` after its first pending change (at once
+  for grid limits: events, capacity); changes arriving meanwhile (or while it is being planned)
+  fold into that one (next) re-plan.
 - One site is never planned by two workers at once, so plans are published in the order their
   state was read, and the latest state always produces the latest plan.
 - A ticker re-plans every site at its slot boundaries (epoch-aligned multiples of its slot
@@ -210,8 +211,9 @@ class Planner:
 
     # --- changes ---------------------------------------------------------------------------
 
-    def touch(self, site_id: str) -> None:
-        """The site's stored state changed: plan it again soon (coalesced)."""
+    def touch(self, site_id: str, *, urgent: bool = False) -> None:
+        """The site's stored state changed: plan it again soon (coalesced), or at once if
+        ``urgent`` (a grid limit changed: the site must follow it as fast as it can)."""
         with self._cv:
             self.stats.touches += 1
             st = self._states.get(site_id)
@@ -219,8 +221,9 @@ class Planner:
                 self._states[site_id] = _SiteState()
             elif st.plan is None:
                 st.error = None  # GetPlan waits for this new attempt, not the old failure
-            if site_id not in self._due:
-                self._due[site_id] = time.monotonic() + self._coalesce_s
+            due = time.monotonic() + (0.0 if urgent else self._coalesce_s)
+            if due < self._due.get(site_id, float("inf")):
+                self._due[site_id] = due
                 self._cv.notify()
 
     def touch_if_unknown(self, site_id: str) -> None:

@@ -610,6 +610,34 @@ def test_burst_of_changes_is_planned_once(gated: tuple[RunningServer, GatedSolve
         assert fn.sites.count("burst") - before <= 3
 
 
+def test_grid_event_skips_the_coalescing_window(gated: tuple[RunningServer, GatedSolve]) -> None:
+    # 0.3 s window: a session update waits in it, a curtailment event is due at once
+    srv, fn = gated
+    with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+        stub, grid = pb_grpc.ChargingOptimizerStub(ch), pb_grpc.GridOperatorStub(ch)
+        put_site(stub, make_site("urgent", n=1))
+        stub.StartSession(pb.StartSessionRequest(
+            site_id="urgent", session=make_session("u", "c0", now_utc())), timeout=10)
+        plan = next_plan(stub, "urgent", 0)
+        fn.gate.clear()  # hold the planner's next solve so the schedule can be read
+        try:
+            stub.UpdateSession(pb.UpdateSessionRequest(
+                site_id="urgent", session_id="u", energy_delivered_kwh=1.0), timeout=10)
+            with srv.planner._cv:
+                due = srv.planner._due["urgent"] - time.monotonic()
+            assert due > 0.2  # still inside the coalescing window
+            grid.SubmitEvent(pb.SubmitEventRequest(
+                site_id="urgent", event=make_event("cut", 5.0)), timeout=10)
+            with srv.planner._cv:
+                left = srv.planner._due.get("urgent")
+                assert left is None or left <= time.monotonic()  # due now (or already taken)
+        finally:
+            fn.gate.set()
+        plan = next_plan(stub, "urgent", plan.version)
+        while max_total_current(plan) > 5.0 / KW_PER_A + 1e-6:
+            plan = next_plan(stub, "urgent", plan.version)
+
+
 # --- processes -----------------------------------------------------------------------------------
 
 
