@@ -33,8 +33,9 @@ What it does
   them. A re-plan that changes nothing sends nothing. The roll-out is in two rounds across all
   stations so that none is raised while another still holds a higher old profile: first what
   only lowers (or an interim profile at most both the old and the new one), then, once every
-  connected station holds what it was sent in that round (at most ``--lower-wait`` seconds,
-  40), the rest. A
+  connected station holds what it was sent in that round, the rest. A station that does not
+  (a rejection, no answer) is waited for ``--lower-wait`` seconds (40) from when it began
+  lowering, renewed whenever it accepts a profile, not by later re-plans. A
   rejected profile is logged and retried only once it changes (or the station boots again).
   Profiles are never cleared: a TxProfile ends with its transaction, plan profiles expire
   (``validTo``) onto the fail-safe.
@@ -107,7 +108,7 @@ from .api.convert import ocpp_payload
 from .api.smartcharging.v1 import smartcharging_pb2 as pb
 from .api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
 from .ocpp import v16, v201
-from .ocpp.transition import interim, lowers_only
+from .ocpp.transition import applies, interim, lowers_only
 
 log = logging.getLogger("optimizer.bridge")
 
@@ -285,7 +286,7 @@ class _Station:
     txs: dict[str, _Tx] = field(default_factory=dict)
     ended: set[str] = field(default_factory=set)  # transactions ended since the bridge started
     held: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
-    failed: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
+    failed: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)  # rejected
     needs: dict[int, dict[str, Any]] = field(default_factory=dict)  # EVSE -> charging needs
     dirty: asyncio.Event = field(default_factory=asyncio.Event)
     work: asyncio.Queue[Callable[[], Awaitable[None]]] = field(default_factory=asyncio.Queue)
@@ -470,9 +471,11 @@ class Bridge:
         self._tx_counter = itertools.count(int(time.time() * 10) % 2_000_000_000)
         self._stopping = False
         self.plans_seen = 0
-        # roll-out of the current plan (``_round`` counts plans): stations still lowering
+        # roll-out of the current plan (``_round`` counts plans): stations still lowering, and
+        # since when each has been (kept across plans, so re-plans cannot extend the wait)
         self._round = 0
         self._to_lower: set[str] = set()
+        self._lowering_since: dict[str, float] = {}
         self._lowered = asyncio.Event()
         self._lowered.set()
 
@@ -945,11 +948,20 @@ class Bridge:
         self._round += 1
         self._to_lower = {st.id for st in self.stations.values() if st.cp is not None
                           and st.ready}
+        now = time.monotonic()
+        self._lowering_since = {sid: self._lowering_since.get(sid, now)
+                                for sid in self._to_lower}
         self._lowered = asyncio.Event()
         if not self._to_lower:
             self._lowered.set()
         for st in self.stations.values():
             st.dirty.set()
+
+    def _lowering_wait(self) -> float:
+        """Seconds until every station still lowering has had ``lower_wait_s`` since it began
+        (a station that accepts a lowering profile begins anew: it is making progress)."""
+        since = [self._lowering_since.get(s, 0.0) for s in self._to_lower]
+        return max(0.0, max(since, default=0.0) + self.cfg.lower_wait_s - time.monotonic())
 
     def _lowering_done(self, station_id: str, round_: int | None = None) -> None:
         """``station_id`` lowered for the current plan (a round of an older plan does not
@@ -957,6 +969,7 @@ class Bridge:
         if round_ is not None and round_ != self._round:
             return
         self._to_lower.discard(station_id)
+        self._lowering_since.pop(station_id, None)
         if not self._to_lower:
             self._lowered.set()
 
@@ -995,59 +1008,71 @@ class Bridge:
         """Bring the station's profiles in line with the plan whenever either changes.
 
         In two rounds across all stations (``optimizer.ocpp.transition``): first what only lowers
-        (the fail-safe, profiles at most the held ones, interims below both), then, once every
-        connected station has finished its first round (or ``lower_wait_s`` passed), the rest.
-        So no station is raised while another still holds a higher old profile.
+        (a first fail-safe, profiles at most the held ones, interims below both), then, once
+        every connected station holds its first round (or has had ``lower_wait_s`` to), the
+        rest. So no station is raised while another still holds a higher old profile.
         """
         while True:
             await st.dirty.wait()
             st.dirty.clear()
-            lowered, round_ = self._lowered, self._round
-            if st.cp is None or not st.ready:
-                self._lowering_done(st.id)
-                continue  # seen() / booted() set dirty again
-            now = _now()
-            first: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-            later: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-            for key, payload in self._desired(st):
-                held = st.held.get(key)
-                if held is None and key[0] == pb.OCPP_PROFILE_KIND_FAILSAFE:
-                    first.append((key, payload))  # a first limit where there was none
-                elif held is None:
-                    later.append((key, payload))  # what it would lower is unknown
-                elif lowers_only(held, payload, st.version, now):
-                    first.append((key, payload))
+            try:
+                await self._sync(st)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never lose a station's sync loop: log, and wait for the next
+                log.exception("%s: profile sync failed", st.id)
+
+    async def _sync(self, st: _Station) -> None:
+        lowered, round_ = self._lowered, self._round
+        if st.cp is None or not st.ready:
+            self._lowering_done(st.id)
+            return  # seen() / booted() set dirty again
+        now = _now()
+        first: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        later: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        stuck = False  # a held profile that cannot be lowered safely in round 1
+        for key, payload in self._desired(st):
+            held = st.held.get(key)
+            if held is not None and not applies(held, st.version, now):
+                held = None  # expired: the station is on its fallback already
+            if held is None and key[0] == pb.OCPP_PROFILE_KIND_FAILSAFE:
+                first.append((key, payload))  # a first limit where there was none
+            elif held is None:
+                later.append((key, payload))  # what it would lower is unknown
+            elif lowers_only(held, payload, st.version, now):
+                first.append((key, payload))
+            else:
+                mid = interim(held, payload, st.version, now)
+                if mid is None:
+                    stuck = True  # other units or a gap: nothing to send below both
                 else:
-                    mid = interim(held, payload, st.version, now)
-                    if mid is not None:
-                        first.append((key, mid))
-                    later.append((key, payload))
-            done, all_held = await self._send_round(st, first)
-            if not done:
-                continue  # a newer plan or a reconnect: this round does not count
-            if all_held:  # a rejected or unanswered lowering keeps the others waiting
-                self._lowering_done(st.id, round_)
-            if not later:
-                continue
-            if not lowered.is_set():
-                waits = [asyncio.ensure_future(st.dirty.wait()),
-                         asyncio.ensure_future(lowered.wait())]
-                try:
-                    await asyncio.wait(waits, timeout=self.cfg.lower_wait_s,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waits:
-                        w.cancel()
-                if st.dirty.is_set():
-                    continue  # a newer plan: its own rounds
-                if not lowered.is_set():
-                    log.warning("%s: raising although %s did not finish lowering within %.0f s",
-                                st.id, ", ".join(sorted(self._to_lower)), self.cfg.lower_wait_s)
-            await self._send_round(st, later)
+                    first.append((key, mid))
+                later.append((key, payload))
+        done, all_held = await self._send_round(st, first, lowering=True)
+        if not done:
+            return  # a newer plan or a reconnect: this round does not count
+        if all_held and not stuck:  # a rejected or unanswered lowering keeps others waiting
+            self._lowering_done(st.id, round_)
+        if not later:
+            return
+        while not lowered.is_set() and (wait := self._lowering_wait()) > 0:
+            waits = [asyncio.ensure_future(st.dirty.wait()),
+                     asyncio.ensure_future(lowered.wait())]
+            try:
+                await asyncio.wait(waits, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            if st.dirty.is_set():
+                return  # a newer plan: its own rounds
+        if not lowered.is_set():
+            log.warning("%s: raising although %s did not lower within %.0f s", st.id,
+                        ", ".join(sorted(self._to_lower)), self.cfg.lower_wait_s)
+        await self._send_round(st, later)
 
     async def _send_round(self, st: _Station, profiles: list[tuple[tuple[Any, ...],
                                                                     dict[str, Any]]],
-                          ) -> tuple[bool, bool]:
+                          *, lowering: bool = False) -> tuple[bool, bool]:
         """Send each profile whose effect differs from what the station holds. Returns (not cut
         short by a newer plan or a reconnect, the station holds every one of them)."""
         cp = st.cp
@@ -1064,7 +1089,8 @@ class Bridge:
             held = st.held.get(key)
             if held is not None and effective(held, st.version, now) == want:
                 continue
-            if st.failed.get(key) == want:
+            failed = st.failed.get(key)
+            if failed is not None and effective(failed, st.version, now) == want:
                 held_all = False
                 continue  # rejected as it is; retried once it changes
             if key[0] == pb.OCPP_PROFILE_KIND_TX and not any(
@@ -1080,17 +1106,19 @@ class Bridge:
             except Exception as exc:  # CallError, timeout, schema violation
                 log.warning("%s: SetChargingProfile %s failed: %s", st.id,
                             _KIND_NAMES.get(key[0], key[0]), exc)
-                st.failed[key] = want
+                st.failed[key] = payload
                 held_all = False
                 continue
             if status == "Accepted":
                 accepted += 1
                 st.held[key] = payload
                 st.failed.pop(key, None)
+                if lowering and st.id in self._lowering_since:
+                    self._lowering_since[st.id] = time.monotonic()  # progress: wait on
             else:
                 log.warning("%s: %s for EVSE %s %s", st.id, _KIND_NAMES.get(key[0], key[0]),
                             key[1], status)
-                st.failed[key] = want
+                st.failed[key] = payload
                 held_all = False
         if sent:
             version = self._plan.version if self._plan is not None else 0

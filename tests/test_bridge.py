@@ -212,10 +212,13 @@ def test_meter_reports_are_thresholded_and_outstaying_cars_keep_their_session() 
 
 
 def _rollout(answers: dict[str, tuple[float, str]], lower_wait_s: float = 5.0,
+             replan_every_s: float | None = None, attempts: list[str] | None = None,
              ) -> list[tuple[str, float, float]]:
     """Stations A and B both hold 16 A; the new plan is A 24 A, B 8 A. ``answers``: per station
     (seconds to answer, status). Returns (station, limit, seconds since the roll-out) of every
-    accepted SetChargingProfile, in order."""
+    accepted SetChargingProfile, in order; ``attempts`` collects every station sent to.
+    ``replan_every_s``: the same plan rolled out again and again (re-plans that change
+    nothing, as energy reports cause)."""
     now = datetime.now(UTC).replace(microsecond=0)
 
     def prof(limit: float) -> dict[str, Any]:
@@ -236,6 +239,8 @@ def _rollout(answers: dict[str, tuple[float, str]], lower_wait_s: float = 5.0,
         t0 = time.perf_counter()
 
         async def send(cp: Any, version: str, payload: dict[str, Any]) -> str:
+            if attempts is not None:
+                attempts.append(cp)
             delay, status = answers[cp]
             await asyncio.sleep(delay)
             if status == "Accepted":
@@ -251,7 +256,11 @@ def _rollout(answers: dict[str, tuple[float, str]], lower_wait_s: float = 5.0,
             st.held[key] = prof(16.0)
             st.tasks = [asyncio.create_task(bridge._sync_loop(st))]
         bridge._roll_out()
-        await asyncio.sleep(lower_wait_s + 1.0)
+        end = time.perf_counter() + lower_wait_s + 1.0
+        while replan_every_s and time.perf_counter() + replan_every_s < end:
+            await asyncio.sleep(replan_every_s)
+            bridge._roll_out()
+        await asyncio.sleep(max(0.0, end - time.perf_counter()))
         for st in bridge.stations.values():
             for t in st.tasks:
                 t.cancel()
@@ -272,3 +281,14 @@ def test_rollout_waits_out_a_station_that_does_not_lower() -> None:
     got = _rollout({"A": (0.0, "Accepted"), "B": (0.0, "Rejected")}, lower_wait_s=1.0)
     assert [(s, lim) for s, lim, _ in got] == [("A", 24.0)]
     assert got[0][2] >= 1.0
+
+
+def test_rollout_wait_is_not_renewed_by_replans() -> None:
+    # B keeps rejecting, and the site re-plans every 0.3 s: A is still raised once B has had
+    # its 1 s, and B's rejected profile is not sent again and again
+    attempts: list[str] = []
+    got = _rollout({"A": (0.0, "Accepted"), "B": (0.0, "Rejected")}, lower_wait_s=1.0,
+                   replan_every_s=0.3, attempts=attempts)
+    assert [(s, lim) for s, lim, _ in got] == [("A", 24.0)]
+    assert 1.0 <= got[0][2] < 1.6
+    assert attempts.count("B") == 1

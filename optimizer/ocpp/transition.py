@@ -25,7 +25,7 @@ from typing import Any
 from .render import _profile_schedule
 from .schedule import rfc3339
 
-__all__ = ["interim", "lowers_only"]
+__all__ = ["applies", "interim", "lowers_only"]
 
 Step = tuple[float, int | None, int | None]  # limit, numberPhases, phaseToUse
 Segment = tuple[int, int | None, Step]  # [start, end) in epoch seconds (end None: open)
@@ -101,6 +101,11 @@ def _at(segs: list[Segment], a: int) -> Step | None:
 
 def _cuts(*lists: list[Segment]) -> list[int]:
     return sorted({t for segs in lists for s, e, _ in segs for t in (s, e) if t is not None})
+
+
+def applies(payload: dict[str, Any], version: str, now: datetime) -> bool:
+    """True if the profile still sets a limit at some instant from ``now`` on."""
+    return bool(_segments(payload, version, int(now.timestamp()))[1])
 
 
 def lowers_only(held: dict[str, Any], new: dict[str, Any], version: str, now: datetime) -> bool:
