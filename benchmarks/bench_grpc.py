@@ -33,8 +33,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from optimizer.api.convert import request_from_problem
 from optimizer.api.smartcharging.v1 import smartcharging_pb2 as pb
 from optimizer.api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
-from optimizer.model import Mode, Problem
-from optimizer.store import Store
+from optimizer.core.model import Mode, Problem
+from optimizer.service.store import Store
 
 from .workloads import tree_problem
 
@@ -50,14 +50,14 @@ LOAD_SECONDS = 0.5 if SMOKE else 5.0
 
 
 class ServerProcess:
-    """``python -m optimizer.server`` on a free port; ``serving_s`` = Popen -> SERVING."""
+    """``python -m optimizer.service.server`` on a free port; ``serving_s`` = Popen -> SERVING."""
 
     def __init__(self, db: Path, log: Path) -> None:
         t0 = time.perf_counter()
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "optimizer.server", "--port", "0", "--db", str(db),
+            [sys.executable, "-m", "optimizer.service.server", "--port", "0", "--db", str(db),
              "--no-example", "--grace", "1"],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
         )

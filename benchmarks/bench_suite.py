@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from optimizer import kernels, lp
-from optimizer.compile import Compiled, compile_problem
-from optimizer.model import Problem
+from optimizer.core import kernels, lp
+from optimizer.core.compile import Compiled, compile_problem
+from optimizer.core.model import Problem
 
 from .workloads import caltech_problem, tree_problem
 
@@ -217,11 +217,11 @@ def main(argv: list[str] | None = None) -> int:
           "LP energy bound (an upper bound on any plan).", "",
           render(data), "",
           "## Service (gRPC)", "",
-          "Server in its own process (`python -m optimizer.server`, mode `fast`), clients in "
-          "this one, loopback; one channel per client thread.", "",
+          "Server in its own process (`python -m optimizer.service.server`, mode `fast`), clients "
+          "in this one, loopback; one channel per client thread.", "",
           render_grpc(data), "",
           "Replay (whole-system) figures: see `reports/README.md` "
-          "(`python -m optimizer.replay ...`).", ""]
+          "(`python -m optimizer.sim.replay ...`).", ""]
     Path(a.out).write_text("\n".join(md))
     print(f"wrote {a.out}")
     return 0

@@ -6,8 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from optimizer.examples import caltech_day
-from optimizer.model import Connector, Node, Options, Problem, Session, Signals, Site, TimeValue
+from optimizer.core.model import (
+    Connector,
+    Node,
+    Options,
+    Problem,
+    Session,
+    Signals,
+    Site,
+    TimeValue,
+)
+from optimizer.data.examples import caltech_day
 
 NOW = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)
 ROTATIONS = ("L1L2L3", "L2L3L1", "L3L1L2")

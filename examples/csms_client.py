@@ -1,6 +1,6 @@
 """A CSMS talking to the optimizer: register a site, start and update sessions, watch plans.
 
-Run a server (``optimizer serve`` or ``python -m optimizer.server``), then::
+Run a server (``optimizer serve`` or ``python -m optimizer.service.server``), then::
 
     python examples/csms_client.py --target 127.0.0.1:50051
 

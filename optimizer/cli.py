@@ -8,12 +8,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .model import Mode
+from .core.model import Mode
 
 
 def _load_request(path: str | None, example: str | None):  # type: ignore[no-untyped-def]
     from .api.convert import read_request_json
-    from .examples import DEFAULT, example_json
+    from .data.examples import DEFAULT, example_json
 
     if path is not None:
         return read_request_json(Path(path).read_text())
@@ -26,8 +26,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
 
     from .api.convert import plan_to_proto, problem_from_request
-    from .solve import PlanCheckError, solve
-    from .validate import ValidationError
+    from .core.solve import PlanCheckError, solve
+    from .core.validate import ValidationError
 
     try:
         req = _load_request(args.problem, args.example)
@@ -169,7 +169,7 @@ def render_table(problem, plan) -> str:  # type: ignore[no-untyped-def]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    from .service.server import serve
 
     serve(host=args.host, port=args.port, db_path=args.db, example_site=not args.no_example)
     return 0
@@ -182,7 +182,7 @@ def cmd_bridge(argv: Sequence[str]) -> int:
 
 
 def cmd_examples(args: argparse.Namespace) -> int:
-    from .examples import main
+    from .data.examples import main
 
     return main([args.dir])
 
@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["bridge"]:
         return cmd_bridge(argv[1:])
     if argv[:1] == ["replay"]:
-        from .replay import main as replay_main
+        from .sim.replay import main as replay_main
 
         return replay_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import strategies as st
 
-from optimizer.model import (
+from optimizer.core.model import (
     ROTATIONS,
     CapacityLimit,
     Connector,

@@ -46,7 +46,7 @@ from optimizer.api.smartcharging.v1 import smartcharging_pb2 as pb
 from optimizer.api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
 from optimizer.bridge import Bridge, BridgeConfig
 from optimizer.ocpp import applied_limit
-from optimizer.server import RunningServer, build_server
+from optimizer.service.server import RunningServer, build_server
 
 from .ocpp.helpers import limit_at, parts, period_starts, rule_errors, schema_errors
 

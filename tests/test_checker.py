@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from optimizer import checker
-from optimizer.checker import PARTIAL, box_max_magnitude, check
-from optimizer.model import (
+from optimizer.core import checker
+from optimizer.core.checker import PARTIAL, box_max_magnitude, check
+from optimizer.core.model import (
     CapacityLimit,
     Connector,
     CurtailmentEvent,
@@ -37,7 +37,7 @@ from optimizer.model import (
     kw_per_amp,
     phase_coefficients,
 )
-from optimizer.plan import ChangePoint, ConnectorProfile, Plan, SessionResult, Violation
+from optimizer.core.plan import ChangePoint, ConnectorProfile, Plan, SessionResult, Violation
 
 from .strategies import problems
 

@@ -13,9 +13,9 @@ from google.protobuf import json_format
 from optimizer.api.convert import problem_from_request, read_request_json
 from optimizer.api.smartcharging.v1 import smartcharging_pb2 as pb
 from optimizer.cli import main
-from optimizer.model import Mode
+from optimizer.core.model import Mode
+from optimizer.core.solve import solve
 from optimizer.ocpp import ProfileKind, RenderedProfile, applied_limit
-from optimizer.solve import solve
 
 from .ocpp.common import composite_unsafe, unsafe_instants
 from .ocpp.helpers import rule_errors, schema_errors

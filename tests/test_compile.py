@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimizer.compile import box_safe_subsets, compile_problem
-from optimizer.model import (
+from optimizer.core.compile import box_safe_subsets, compile_problem
+from optimizer.core.model import (
     Connector,
     CurtailmentEvent,
     Node,

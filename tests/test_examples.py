@@ -1,4 +1,4 @@
-"""The committed example files are what optimizer.examples builds, and each one is valid."""
+"""The committed example files are what optimizer.data.examples builds, and each one is valid."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from optimizer.api.convert import problem_from_request, read_request_json
-from optimizer.examples import EXAMPLES, example_json
+from optimizer.data.examples import EXAMPLES, example_json
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 
@@ -15,7 +15,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_committed_example_matches_generator(name: str) -> None:
     committed = (EXAMPLES_DIR / f"{name}.json").read_text()
-    assert committed == example_json(name), "stale: run python -m optimizer.examples examples"
+    assert committed == example_json(name), "stale: run python -m optimizer.data.examples examples"
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

@@ -22,7 +22,7 @@ from grpc_status import rpc_status
 
 from optimizer.api.smartcharging.v1 import smartcharging_pb2 as pb
 from optimizer.api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
-from optimizer.server import RunningServer, build_server
+from optimizer.service.server import RunningServer, build_server
 
 from .test_server import (
     PATIENCE_S,

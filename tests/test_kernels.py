@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from optimizer import kernels
-from optimizer.compile import Compiled, compile_problem
-from optimizer.model import (
+from optimizer.core import kernels
+from optimizer.core.compile import Compiled, compile_problem
+from optimizer.core.model import (
     ROTATIONS,
     Connector,
     CurtailmentEvent,
@@ -29,7 +29,7 @@ from optimizer.model import (
     TimeValue,
     Wiring,
 )
-from optimizer.validate import ValidationError, validate
+from optimizer.core.validate import ValidationError, validate
 
 NOW = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer import lp
-from optimizer.compile import Compiled, compile_problem
-from optimizer.lp import lp_energy_bound, solve_lp, solve_milp
-from optimizer.model import (
+from optimizer.core import lp
+from optimizer.core.compile import Compiled, compile_problem
+from optimizer.core.lp import lp_energy_bound, solve_lp, solve_milp
+from optimizer.core.model import (
     ROTATIONS,
     Connector,
     Node,
@@ -27,8 +27,8 @@ from optimizer.model import (
     TimeValue,
     Wiring,
 )
-from optimizer.pyomo_model import build_pyomo, solve_pyomo
-from optimizer.validate import validate
+from optimizer.core.pyomo_model import build_pyomo, solve_pyomo
+from optimizer.core.validate import validate
 from tests.strategies import problems
 
 NOW = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)  # on a slot boundary: every slot is 15 min

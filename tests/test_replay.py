@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from optimizer.examples import caltech_site
-from optimizer.replay import (
+from optimizer.data.examples import caltech_site
+from optimizer.sim.replay import (
     CALTECH_TZ,
     Config,
     main,
@@ -26,7 +26,7 @@ from optimizer.replay import (
 
 @pytest.fixture(scope="module")
 def day35() -> tuple[dict, list[float]]:
-    from optimizer.replay import load_sessions
+    from optimizer.sim.replay import load_sessions
 
     sessions = load_sessions(None)
     first = datetime(2019, 3, 20, tzinfo=CALTECH_TZ)
@@ -67,7 +67,7 @@ def test_worker_pool_gives_the_same_results_as_one_process() -> None:
 
     import numpy as np
 
-    from optimizer.replay import _warm_worker, load_sessions
+    from optimizer.sim.replay import _warm_worker, load_sessions
 
     sessions = load_sessions(None)
     first = datetime(2019, 3, 4, tzinfo=CALTECH_TZ)  # a Monday and Tuesday, many sessions
@@ -87,7 +87,7 @@ def test_worker_pool_gives_the_same_results_as_one_process() -> None:
 
 def test_auto_one_morning_is_clean() -> None:
     """auto (fast + LP) on a short window: every applied current within limits."""
-    from optimizer.replay import load_sessions
+    from optimizer.sim.replay import load_sessions
 
     first = datetime(2019, 3, 20, tzinfo=CALTECH_TZ)
     ss = tuple(s for s in load_sessions(None)

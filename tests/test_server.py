@@ -27,11 +27,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from optimizer.api.smartcharging.v1 import smartcharging_pb2 as pb
 from optimizer.api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
-from optimizer.model import Problem
-from optimizer.plan import Plan
-from optimizer.server import RunningServer, build_server
-from optimizer.service import ServiceConfig
-from optimizer.solve import solve, warmup
+from optimizer.core.model import Problem
+from optimizer.core.plan import Plan
+from optimizer.core.solve import solve, warmup
+from optimizer.service.server import RunningServer, build_server
+from optimizer.service.servicers import ServiceConfig
 
 REPO = Path(__file__).resolve().parents[1]
 #: 3-phase 230 V: kW per ampere of per-phase current.
@@ -642,13 +642,13 @@ def test_grid_event_skips_the_coalescing_window(gated: tuple[RunningServer, Gate
 
 
 class ServerProcess:
-    """``python -m optimizer.server`` on a free port; stderr goes to a file (never a full pipe)."""
+    """``python -m optimizer.service.server`` on a free port; stderr to a file, never a pipe."""
 
     def __init__(self, db: Path, log: Path) -> None:
         self.log = log
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "optimizer.server", "--port", "0", "--db", str(db),
+            [sys.executable, "-m", "optimizer.service.server", "--port", "0", "--db", str(db),
              "--no-example", "--grace", "2"],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
         )
@@ -900,7 +900,7 @@ def test_put_site_refuses_a_charger_that_breaks_a_stored_transaction(
 def test_store_migrates_a_version_1_file(tmp_path: Path) -> None:
     import sqlite3
 
-    from optimizer.store import SCHEMA_VERSION, Store
+    from optimizer.service.store import SCHEMA_VERSION, Store
 
     path = tmp_path / "v1.db"
     raw = sqlite3.connect(path)

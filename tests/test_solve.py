@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer import kernels
-from optimizer.checker import check
-from optimizer.compile import compile_problem
-from optimizer.lp import lp_energy_bound, solve_lp, solve_milp
-from optimizer.model import (
+from optimizer.core import kernels
+from optimizer.core.checker import check
+from optimizer.core.compile import compile_problem
+from optimizer.core.lp import lp_energy_bound, solve_lp, solve_milp
+from optimizer.core.model import (
     Connector,
     CurtailmentEvent,
     Mode,
@@ -27,8 +27,8 @@ from optimizer.model import (
     Site,
     TimeValue,
 )
-from optimizer.solve import build_plan, delivered_kwh, solve
-from optimizer.validate import validate
+from optimizer.core.solve import build_plan, delivered_kwh, solve
+from optimizer.core.validate import validate
 
 from .strategies import problems
 
@@ -160,7 +160,7 @@ def test_no_sessions_is_an_all_zero_plan() -> None:
 
 
 def test_caltech_day_plans_are_clean_and_close_to_the_bound() -> None:
-    from optimizer.examples import caltech_day
+    from optimizer.data.examples import caltech_day
 
     p = caltech_day()
     for mode in (Mode.FAST, Mode.AUTO):
@@ -229,7 +229,7 @@ def test_report_fast_path_quality() -> None:
 def test_phasor_limit_holds_when_a_car_draws_on_fewer_phases() -> None:
     """A neutral-style limit |I_L1 + I_L2 + I_L3| <= 10 A is 0 for a balanced 3-phase draw,
     but a car of unknown phases on a 3-phase connector may load one phase only: <= 10 A."""
-    from optimizer.model import PhasorLimit
+    from optimizer.core.model import PhasorLimit
 
     site = Site("t", (Node("grid", None, (63.0,) * 3, None,  # type: ignore[arg-type]
                            (PhasorLimit("neutral", (1.0, 1.0, 1.0), 10.0),)),),

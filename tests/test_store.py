@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer.model import (
+from optimizer.core.model import (
     ROTATIONS,
     CapacityLimit,
     Connector,
@@ -35,7 +35,7 @@ from optimizer.model import (
     TimeValue,
     Wiring,
 )
-from optimizer.store import (
+from optimizer.service.store import (
     SCHEMA_VERSION,
     AlreadyExists,
     NotFound,
@@ -535,8 +535,8 @@ def test_prices_none_leaves_empty_clears(store: Store) -> None:
 _WRITER = """
 import sys
 from datetime import UTC, datetime, timedelta
-from optimizer.model import CurtailmentEvent
-from optimizer.store import Store
+from optimizer.core.model import CurtailmentEvent
+from optimizer.service.store import Store
 
 store = Store(sys.argv[1])
 t0 = datetime(2024, 3, 1, tzinfo=UTC)

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer.compile import compile_problem
-from optimizer.model import (
+from optimizer.core.compile import compile_problem
+from optimizer.core.model import (
     CapacityLimit,
     Connector,
     CurtailmentEvent,
@@ -30,7 +30,7 @@ from optimizer.model import (
     TimeValue,
     Wiring,
 )
-from optimizer.validate import (
+from optimizer.core.validate import (
     FieldViolation,
     Limits,
     ValidationError,

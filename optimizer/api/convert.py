@@ -1,4 +1,5 @@
-"""Protobuf messages <-> domain model. Structural only: value rules live in ``optimizer.validate``.
+"""Protobuf messages <-> domain model. Structural only: value rules live in
+``optimizer.core.validate``.
 
 What cannot even be represented in the domain (a missing timestamp, an out-of-range one, an
 unknown enum number) is reported here as a field violation with the same path style, so a client
@@ -15,7 +16,7 @@ from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ..model import (
+from ..core.model import (
     CapacityLimit,
     Connector,
     CurtailmentEvent,
@@ -30,8 +31,8 @@ from ..model import (
     TimeValue,
     Wiring,
 )
-from ..plan import Plan, Violation
-from ..validate import FieldViolation, ValidationError, validate
+from ..core.plan import Plan, Violation
+from ..core.validate import FieldViolation, ValidationError, validate
 from .smartcharging.v1 import smartcharging_pb2 as pb
 
 #: Domain option names -> the proto field a client set (validation speaks domain names).

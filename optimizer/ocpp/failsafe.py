@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ..model import (
+from ..core.model import (
     PHASE_ANGLE_DEG,
     PHASES,
     Connector,

@@ -6,7 +6,7 @@ profiles to render (station max, fail-safe, plan TxDefaultProfiles). ``options_f
 reads the message (duck-typed: anything with the message's fields and ``HasField`` works, so this
 package does not depend on the generated API) and reports every mistake as a
 ``FieldViolation`` with the request's path (``ocpp.chargers[2].ocpp_version``), the way
-``optimizer.validate`` does for the rest of a request. The core knows nothing of OCPP; this
+``optimizer.core.validate`` does for the rest of a request. The core knows nothing of OCPP; this
 module only reads the core's ``Site`` and ``Session``.
 
 ``render_all`` turns a plan into every payload the options ask for. It never fails a plan: a
@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..model import Problem, Session, Site
-from ..plan import Plan
-from ..validate import FieldViolation, ValidationError
+from ..core.model import Problem, Session, Site
+from ..core.plan import Plan
+from ..core.validate import FieldViolation, ValidationError
 from .capabilities import VERSIONS, ChargerCapabilities, ProfileKind, RateUnit
 from .failsafe import FallbackLimit, failsafe_currents
 from .render import RenderedProfile, render_failsafe, render_plan, render_station_max

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..model import Connector, Problem, Session, Wiring, phase_coefficients, used_phases
-from ..plan import ConnectorProfile, Plan
+from ..core.model import Connector, Problem, Session, Wiring, phase_coefficients, used_phases
+from ..core.plan import ConnectorProfile, Plan
 from . import v16, v21, v201
 from .capabilities import ChargerCapabilities, ProfileKind, RateUnit
 from .failsafe import FallbackLimit, failsafe_currents

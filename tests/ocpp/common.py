@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from optimizer.model import Connector, Node, Problem, Session, Site, Wiring
+from optimizer.core.model import Connector, Node, Problem, Session, Site, Wiring
+from optimizer.core.plan import ChangePoint, ConnectorProfile, Plan
 from optimizer.ocpp import ProfileKind, RenderedProfile
-from optimizer.plan import ChangePoint, ConnectorProfile, Plan
 
 from .helpers import limit_at, parts, period_starts
 

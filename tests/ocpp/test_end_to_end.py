@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from optimizer.examples import caltech_day, eu_three_phase
+from optimizer.core.solve import solve
+from optimizer.data.examples import caltech_day, eu_three_phase
 from optimizer.ocpp import VERSIONS, ChargerCapabilities, render_failsafe, render_plan
-from optimizer.solve import solve
 
 from .common import composite_unsafe, unsafe_instants
 from .helpers import rule_errors, schema_errors

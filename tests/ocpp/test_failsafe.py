@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimizer.examples import caltech_site, eu_three_phase
-from optimizer.model import Connector, Node, PhasorLimit, Problem, Site, Wiring
+from optimizer.core.model import Connector, Node, PhasorLimit, Problem, Site, Wiring
+from optimizer.data.examples import caltech_site, eu_three_phase
 from optimizer.ocpp import (
     VERSIONS,
     ChargerCapabilities,

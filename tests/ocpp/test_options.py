@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from optimizer.api.smartcharging.v1 import smartcharging_pb2 as pb
-from optimizer.model import Connector, Node, Problem, Session, Site
+from optimizer.core.model import Connector, Node, Problem, Session, Site
+from optimizer.core.validate import ValidationError
 from optimizer.ocpp import ChargerCapabilities, ProfileKind, RateUnit
 from optimizer.ocpp.options import (
     OcppOptions,
@@ -17,7 +18,6 @@ from optimizer.ocpp.options import (
     plain_payload,
     render_all,
 )
-from optimizer.validate import ValidationError
 
 from .common import NOW, plan_of, unsafe_instants
 from .helpers import rule_errors, schema_errors

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer.model import Connector, Session, Wiring
+from optimizer.core.model import Connector, Session, Wiring
+from optimizer.core.plan import ChangePoint, ConnectorProfile, Plan
 from optimizer.ocpp import (
     VERSIONS,
     ChargerCapabilities,
@@ -18,7 +19,6 @@ from optimizer.ocpp import (
     render_plan,
     render_station_max,
 )
-from optimizer.plan import ChangePoint, ConnectorProfile, Plan
 
 from .common import NOW, plan_of, problem_of, unsafe_instants
 from .helpers import limit_at, parts, period_starts, rule_errors, schema_errors

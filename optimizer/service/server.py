@@ -37,11 +37,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from .service import CHARGING_SERVICE, GRID_SERVICE, Core, ServiceConfig, SolveFn, register
-from .service_planner import Planner
+from .planner import Planner
+from .servicers import CHARGING_SERVICE, GRID_SERVICE, Core, ServiceConfig, SolveFn, register
 from .store import Store
 
-log = logging.getLogger("optimizer.server")
+log = logging.getLogger("optimizer.service.server")
 
 #: Largest response (a plan for a large site).
 MAX_SEND_BYTES = 64 * 1024 * 1024
@@ -78,7 +78,7 @@ class RunningServer:
 
 
 def _default_solve() -> tuple[SolveFn, Callable[[], float]]:
-    from .solve import solve, warmup
+    from ..core.solve import solve, warmup
 
     return solve, warmup
 
@@ -86,7 +86,7 @@ def _default_solve() -> tuple[SolveFn, Callable[[], float]]:
 def _ensure_example_site(store: Store) -> None:
     """Register the example European depot (no sessions) if absent, so a fresh server has
     something to show; the example clients add sessions."""
-    from .examples import eu_three_phase
+    from ..data.examples import eu_three_phase
     from .store import NotFound
 
     problem = eu_three_phase()
@@ -229,7 +229,7 @@ def serve(
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m optimizer.server",
+        prog="python -m optimizer.service.server",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

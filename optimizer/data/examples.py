@@ -1,7 +1,7 @@
 """Bundled example problems, built from code and the bundled Caltech ACN data.
 
-``python -m optimizer.examples DIR`` writes them as protobuf JSON Optimize requests (the files in
-examples/); a test keeps the committed files equal to what this module builds.
+``python -m optimizer.data.examples DIR`` writes them as protobuf JSON Optimize requests (the
+files in examples/); a test keeps the committed files equal to what this module builds.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .model import (
+from ..core.model import (
     Connector,
     CurtailmentEvent,
     Node,
@@ -180,7 +180,7 @@ DEFAULT = "caltech-day-50kw"
 def example_json(name: str) -> str:
     from google.protobuf import json_format
 
-    from .api.convert import request_from_problem
+    from ..api.convert import request_from_problem
 
     return json_format.MessageToJson(request_from_problem(EXAMPLES[name]()), indent=1) + "\n"
 

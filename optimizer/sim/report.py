@@ -99,7 +99,7 @@ def write_report(out: Path, runs: list[tuple[float, Config, dict[str, Score],
     out.mkdir(parents=True, exist_ok=True)
     md = ["# Replay report", "",
           f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by "
-          f"`python -m optimizer.replay {' '.join(meta['argv'])}`.", "",
+          f"`python -m optimizer.sim.replay {' '.join(meta['argv'])}`.", "",
           f"Start {meta['start']}, {meta['days']} day(s)"
           + (f"; lp/auto on {meta['lp_days']} day(s) (time limit {meta['lp_time_limit_s']} s "
              "per plan)" if meta.get("lp_days") else "")

@@ -5,7 +5,7 @@ optimizer is re-run at every arrival, departure and slot boundary with only what
 and cars draw less than allowed (taper). Every strategy sees the same sessions, limits, tariff and
 curtailment events; the applied currents are scored with exact phasor magnitudes.
 
-``python -m optimizer.replay --days 2 --transformer-kw 35 --strategies fast,edf,uncontrolled``
+``python -m optimizer.sim.replay --days 2 --transformer-kw 35 --strategies fast,edf,uncontrolled``
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from .compile import GRID_EPS, Compiled, compile_problem, floor_to_grid
-from .model import (
+from ..core.compile import GRID_EPS, Compiled, compile_problem, floor_to_grid
+from ..core.model import (
     CurtailmentEvent,
     Mode,
     Options,
@@ -96,7 +96,7 @@ def parse_acn_json(text: str, default_max_kw: float | None = 6.6) -> tuple[Sessi
 def load_sessions(path: str | None) -> tuple[Session, ...]:
     """The bundled Caltech month (None), a CSV file or an ACN-Data JSON file."""
     if path is None:
-        from .examples import caltech_sessions
+        from ..data.examples import caltech_sessions
 
         t0 = datetime(2000, 1, 1, tzinfo=UTC)
         return caltech_sessions(t0, t0 + timedelta(days=365 * 50))
@@ -136,7 +136,7 @@ Strategy = Callable[[Problem], np.ndarray]
 
 
 def _solver_strategy(mode: Mode) -> Strategy:
-    from .solve import solve
+    from ..core.solve import solve
 
     def run(problem: Problem) -> np.ndarray:
         plan = solve(replace(problem, options=replace(problem.options, mode=mode)))
@@ -149,8 +149,8 @@ def grpc_strategy(target: str, mode: Mode) -> Strategy:
     """Plan through a running server's Optimize RPC: the replay then also measures the wire."""
     import grpc
 
-    from .api.convert import request_from_problem
-    from .api.smartcharging.v1 import smartcharging_pb2_grpc as rpc
+    from ..api.convert import request_from_problem
+    from ..api.smartcharging.v1 import smartcharging_pb2_grpc as rpc
 
     stub = rpc.ChargingOptimizerStub(grpc.insecure_channel(target))
 
@@ -357,7 +357,7 @@ def day_problem(day: datetime, sessions: tuple[Session, ...], cfg: Config) -> Pr
 
 def offline_optimum(day: datetime, sessions: tuple[Session, ...], cfg: Config) -> float:
     """Most energy any schedule could deliver that day (outer-polygon LP bound, no taper)."""
-    from .lp import lp_energy_bound
+    from ..core.lp import lp_energy_bound
 
     if not sessions:
         return 0.0
@@ -440,7 +440,7 @@ def sessions_by_day(sessions: Iterable[Session], first: datetime,
 
 
 def _warm_worker() -> None:
-    from .solve import warmup
+    from ..core.solve import warmup
 
     warmup()
 
@@ -516,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.workers < 1:
         ap.error("--workers must be at least 1")
-    from .examples import caltech_site
+    from ..data.examples import caltech_site
 
     strategies = [s.strip() for s in a.strategies.split(",") if s.strip()]
     for s in strategies:
@@ -526,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
     first = datetime.fromisoformat(a.start)
     first = first if first.tzinfo else first.replace(tzinfo=CALTECH_TZ)
     if any(s in strategies for s in ("fast", "auto")):
-        from .solve import warmup
+        from ..core.solve import warmup
 
         warmup()
     runs = []

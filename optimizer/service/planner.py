@@ -36,13 +36,13 @@ from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from .api.convert import plan_to_proto, rendered_to_proto
-from .api.smartcharging.v1 import smartcharging_pb2 as pb
-from .model import Problem
-from .ocpp.options import OcppOptions, options_from_message, render_all
-from .plan import Plan
+from ..api.convert import plan_to_proto, rendered_to_proto
+from ..api.smartcharging.v1 import smartcharging_pb2 as pb
+from ..core.model import Problem
+from ..core.plan import Plan
+from ..core.validate import Limits, ValidationError, validate
+from ..ocpp.options import OcppOptions, options_from_message, render_all
 from .store import NotFound, Store
-from .validate import Limits, ValidationError, validate
 
 log = logging.getLogger("optimizer.planner")
 

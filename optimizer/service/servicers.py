@@ -62,7 +62,7 @@ from typing import Any
 
 import grpc
 
-from .api.convert import (
+from ..api.convert import (
     _Errors,
     _proto_path,
     _time,
@@ -78,11 +78,12 @@ from .api.convert import (
     site_to_proto,
     values_from_proto,
 )
-from .api.smartcharging.v1 import smartcharging_pb2 as pb
-from .model import Problem, Session, Signals
-from .ocpp.options import OcppOptions, check_transaction_id, options_from_message
-from .plan import Plan
-from .service_errors import (
+from ..api.smartcharging.v1 import smartcharging_pb2 as pb
+from ..core.model import Problem, Session, Signals
+from ..core.plan import Plan
+from ..core.validate import FieldViolation, Limits, ValidationError, validate, validate_site
+from ..ocpp.options import OcppOptions, check_transaction_id, options_from_message
+from .errors import (
     ServiceError,
     already_exists,
     deserializer,
@@ -95,9 +96,8 @@ from .service_errors import (
     stream,
     unary,
 )
-from .service_planner import Planner, attach_ocpp
+from .planner import Planner, attach_ocpp
 from .store import NotFound, Store
-from .validate import FieldViolation, Limits, ValidationError, validate, validate_site
 
 log = logging.getLogger("optimizer.service")
 
@@ -111,7 +111,7 @@ SolveFn = Callable[..., Plan]
 class ServiceConfig:
     """Per-server limits. Each bounds what one client can make the server hold or do."""
 
-    #: Size bounds per request (sessions, slots, ids...): ``optimizer.validate.Limits``.
+    #: Size bounds per request (sessions, slots, ids...): ``optimizer.core.validate.Limits``.
     limits: Limits = field(default_factory=Limits)
     #: Largest request accepted (INVALID_ARGUMENT above it). The transport refuses messages of
     #: twice this size outright (RESOURCE_EXHAUSTED from grpc itself) so a huge one is not even

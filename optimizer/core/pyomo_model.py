@@ -1,8 +1,8 @@
-"""The LP of :mod:`optimizer.lp`, written as a readable Pyomo model.
+"""The LP of :mod:`optimizer.core.lp`, written as a readable Pyomo model.
 
 Why it exists: it documents the formulation in algebraic form and cross-checks the vectorised
 array builder (tests compare optimal objectives). It is ~10x slower to build, so it is for small
-instances only; the service uses :func:`optimizer.lp.solve_lp`.
+instances only; the service uses :func:`optimizer.core.lp.solve_lp`.
 
 Same columns, rows and objective factors as ``lp.build_lp(objective="full")``: the polygon
 directions are recomputed here one row at a time (an independent implementation), while the

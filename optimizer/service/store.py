@@ -16,7 +16,7 @@ is fine at this scale.
 
 The store enforces identity and referential rules only (site exists, session ids unique per site,
 sessions only on connectors the site has, event modification order); value rules are the caller's
-(``optimizer.validate``). A call that raises leaves the database as it was.
+(``optimizer.core.validate``). A call that raises leaves the database as it was.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any, Literal, TypeVar
 
 from google.protobuf.message import Message
 
-from .api.convert import (
+from ..api.convert import (
     _Errors,
     event_from_proto,
     event_to_proto,
@@ -45,8 +45,8 @@ from .api.convert import (
     site_from_proto,
     site_to_proto,
 )
-from .api.smartcharging.v1 import smartcharging_pb2 as pb
-from .model import (
+from ..api.smartcharging.v1 import smartcharging_pb2 as pb
+from ..core.model import (
     CapacityLimit,
     CurtailmentEvent,
     Options,

@@ -104,11 +104,11 @@ from ocpp.v201 import call_result as result201
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from .api.convert import ocpp_payload
-from .api.smartcharging.v1 import smartcharging_pb2 as pb
-from .api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
-from .ocpp import v16, v201
-from .ocpp.transition import applies, interim, lowers_only
+from ..api.convert import ocpp_payload
+from ..api.smartcharging.v1 import smartcharging_pb2 as pb
+from ..api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
+from ..ocpp import v16, v201
+from ..ocpp.transition import applies, interim, lowers_only
 
 log = logging.getLogger("optimizer.bridge")
 

@@ -28,8 +28,8 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from ..core.validate import FieldViolation, ValidationError
 from .store import AlreadyExists, NotFound, StaleModification, StoreCorrupt
-from .validate import FieldViolation, ValidationError
 
 log = logging.getLogger("optimizer.service")
 
