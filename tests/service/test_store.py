@@ -43,7 +43,8 @@ from optimizer.service.store import (
     Store,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+from ..paths import REPO
+
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
 TABLES = ("schema_version", "sites", "sessions", "events", "capacity", "series")
 

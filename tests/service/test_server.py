@@ -33,7 +33,8 @@ from optimizer.core.solve import solve, warmup
 from optimizer.service.server import RunningServer, build_server
 from optimizer.service.servicers import ServiceConfig
 
-REPO = Path(__file__).resolve().parents[1]
+from ..paths import REPO
+
 #: 3-phase 230 V: kW per ampere of per-phase current.
 KW_PER_A = 3 * 230 / 1000
 #: Generous bound for "eventually" (a new plan, a subprocess start); never asserted as a timing.

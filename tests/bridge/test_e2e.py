@@ -48,7 +48,7 @@ from optimizer.bridge import Bridge, BridgeConfig
 from optimizer.ocpp import applied_limit
 from optimizer.service.server import RunningServer, build_server
 
-from .ocpp.helpers import limit_at, parts, period_starts, rule_errors, schema_errors
+from ..ocpp.helpers import limit_at, parts, period_starts, rule_errors, schema_errors
 
 SITE = "e2e-depot"
 NODE_KW = 100.0

@@ -39,7 +39,7 @@ from optimizer.core.model import (
 )
 from optimizer.core.plan import ChangePoint, ConnectorProfile, Plan, SessionResult, Violation
 
-from .strategies import problems
+from ..strategies import problems
 
 T0 = datetime(2024, 3, 1, 0, 0, tzinfo=UTC)
 SQRT3 = math.sqrt(3.0)

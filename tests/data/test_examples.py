@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from optimizer.api.convert import problem_from_request, read_request_json
 from optimizer.data.examples import EXAMPLES, example_json
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
+from ..paths import EXAMPLES_DIR
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

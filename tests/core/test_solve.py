@@ -30,7 +30,7 @@ from optimizer.core.model import (
 from optimizer.core.solve import build_plan, delivered_kwh, solve
 from optimizer.core.validate import validate
 
-from .strategies import problems
+from ..strategies import problems
 
 NOW = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 H = timedelta(hours=1)
