@@ -306,11 +306,14 @@ def event_to_proto(e: CurtailmentEvent) -> pb.CurtailmentEvent:
                                modification=e.modification)
 
 
+def capacity_to_proto(c: CapacityLimit) -> pb.CapacityLimit:
+    return pb.CapacityLimit(node=c.node, start=_ts(c.start), end=_ts(c.end),
+                            limit_kw=c.limit_kw, phase_limit_a=list(c.phase_limit_a or ()))
+
+
 def signals_to_proto(s: Signals) -> pb.Signals:
     return pb.Signals(
-        capacity=[pb.CapacityLimit(node=c.node, start=_ts(c.start), end=_ts(c.end),
-                                   limit_kw=c.limit_kw, phase_limit_a=list(c.phase_limit_a or ()))
-                  for c in s.capacity],
+        capacity=[capacity_to_proto(c) for c in s.capacity],
         prices=[pb.TimeValue(start=_ts(v.start), end=_ts(v.end), value=v.value) for v in s.prices],
         carbon=[pb.TimeValue(start=_ts(v.start), end=_ts(v.end), value=v.value) for v in s.carbon],
         events=[event_to_proto(e) for e in s.events],
