@@ -1,5 +1,9 @@
 """The gRPC servicers: ChargingOptimizer (CSMS-facing) and GridOperator (DSO-facing).
 
+Each handler parses its request and calls into :class:`~optimizer.service.core.Core` (shared
+state, locks, would-be checks); request-only checks are in :mod:`optimizer.service.request`,
+the path mapping below in :mod:`optimizer.service.field_paths`.
+
 Rules every handler follows, and why:
 
 - Validate before touching the store, and validate the *would-be* state: for a mutation of a
@@ -50,21 +54,14 @@ Rules every handler follows, and why:
 
 from __future__ import annotations
 
-import logging
-import os
-import re
-import threading
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import grpc
 
 from ..api.convert import (
     _Errors,
-    _proto_path,
     _time,
     capacity_from_proto,
     event_from_proto,
@@ -73,16 +70,15 @@ from ..api.convert import (
     options_to_proto,
     plan_to_proto,
     session_from_proto,
-    signals_from_proto,
     site_from_proto,
     site_to_proto,
     values_from_proto,
 )
 from ..api.smartcharging.v1 import smartcharging_pb2 as pb
 from ..core.model import Problem, Session, Signals
-from ..core.plan import Plan
-from ..core.validate import FieldViolation, Limits, ValidationError, validate, validate_site
-from ..ocpp.options import OcppOptions, check_transaction_id, options_from_message
+from ..core.validate import FieldViolation, validate_site
+from ..ocpp.options import options_from_message
+from .core import Core, ServiceConfig, SolveFn, _check_stored_transactions, _check_transaction
 from .errors import (
     ServiceError,
     already_exists,
@@ -96,358 +92,34 @@ from .errors import (
     stream,
     unary,
 )
-from .planner import Planner, attach_ocpp
-from .store import NotFound, Store
+from .field_paths import (
+    _mapper_capacity,
+    _mapper_event,
+    _mapper_prices,
+    _mapper_put_site,
+    _mapper_start_session,
+    _mapper_update_session,
+    _Names,
+)
+from .planner import attach_ocpp
+from .request import _check_id, _now, ocpp_from_optimize, problem_from_optimize
+from .store import NotFound
 
-log = logging.getLogger("optimizer.service")
+__all__ = [
+    "CHARGING_SERVICE",
+    "GRID_SERVICE",
+    "ChargingOptimizerService",
+    "Core",
+    "GridOperatorService",
+    "ServiceConfig",
+    "SolveFn",
+    "ocpp_from_optimize",
+    "problem_from_optimize",
+    "register",
+]
 
 CHARGING_SERVICE = "smartcharging.v1.ChargingOptimizer"
 GRID_SERVICE = "smartcharging.v1.GridOperator"
-
-SolveFn = Callable[..., Plan]
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """Per-server limits. Each bounds what one client can make the server hold or do."""
-
-    #: Size bounds per request (sessions, slots, ids...): ``optimizer.core.validate.Limits``.
-    limits: Limits = field(default_factory=Limits)
-    #: Largest request accepted (INVALID_ARGUMENT above it). The transport refuses messages of
-    #: twice this size outright (RESOURCE_EXHAUSTED from grpc itself) so a huge one is not even
-    #: read into memory.
-    max_request_bytes: int = 16 * 1024 * 1024
-    #: Optimize calls solving at once; more are refused with RESOURCE_EXHAUSTED, not queued,
-    #: so a client's retry policy (not an invisible queue) decides what waits.
-    max_concurrent_optimize: int = 16
-    #: Optimize calls computing at once (the rest of the admitted ones wait their turn, within
-    #: their deadline); 0 = one per CPU core.
-    solve_threads: int = 0
-    #: Open WatchPlans streams. Each holds a server thread for its lifetime.
-    max_watchers: int = 32
-    #: Sites named in one WatchPlans request.
-    max_watch_sites: int = 1_000
-    #: Subtracted from a client's remaining deadline to get the solver's budget: the time to
-    #: build, check and send the plan after the solver stops.
-    deadline_margin_s: float = 0.05
-    #: How long GetPlan waits for a site's first plan.
-    get_plan_wait_s: float = 10.0
-
-
-_ITEM = re.compile(
-    r"^(sessions|signals\.events|signals\.capacity|signals\.prices|signals\.carbon)\[(\d+)\](.*)$"
-)
-_REF = re.compile(
-    r"(sessions|signals\.events|signals\.capacity|signals\.prices|signals\.carbon)\[(\d+)\]"
-)
-_SAME_ID = re.compile(r"('[^']*') \(\1\)")
-#: Stripes of per-site locks: bounded memory whatever site ids clients invent.
-_LOCK_STRIPES = 64
-
-Mapper = Callable[[str, str], str | None]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _check_id(path: str, value: str, limits: Limits) -> None:
-    """The same rule ``validate`` applies to ids: non-blank and of bounded length."""
-    if not value.strip():
-        raise invalid_field(path, "must not be empty")
-    if len(value) > limits.max_id_length:
-        raise invalid_field(path, f"longer than {limits.max_id_length} characters")
-
-
-def _proto_sizes(req: pb.OptimizeRequest, limits: Limits) -> None:
-    """``validate``'s size bounds, checked on the message before anything is converted."""
-    out: list[FieldViolation] = []
-
-    def size(path: str, n: int, limit: int, what: str) -> None:
-        if n > limit:
-            out.append(FieldViolation(path, f"{n} {what}; at most {limit} per request"))
-
-    size("site.nodes", len(req.site.nodes), limits.max_nodes, "nodes")
-    size("site.connectors", len(req.site.connectors), limits.max_connectors, "connectors")
-    size("sessions", len(req.sessions), limits.max_sessions, "sessions")
-    size("signals.events", len(req.signals.events), limits.max_events, "events")
-    total = len(req.signals.capacity) + len(req.signals.prices) + len(req.signals.carbon)
-    size("signals", total, limits.max_signal_entries, "capacity, price and carbon entries")
-    if out:
-        raise ValidationError(out)
-
-
-def problem_from_optimize(req: pb.OptimizeRequest, limits: Limits) -> Problem:
-    """Convert and validate an Optimize request with the server's limits (paths as sent)."""
-    _proto_sizes(req, limits)
-    err = _Errors()
-    site = site_from_proto(req.site, err)
-    sessions = tuple(
-        session_from_proto(s, f"sessions[{k}]", err) for k, s in enumerate(req.sessions)
-    )
-    signals = signals_from_proto(req.signals, err)
-    options = options_from_proto(req.options, err)
-    now = _time(req, "now", "", err, default=_now())
-    err.raise_if_any()
-    problem = Problem(site=site, sessions=sessions, now=now, signals=signals, options=options)
-    try:
-        validate(problem, limits)
-    except ValidationError as exc:
-        raise ValidationError(
-            FieldViolation(_proto_path(v.field), v.description) for v in exc.violations
-        ) from None
-    return problem
-
-
-def ocpp_from_optimize(req: pb.OptimizeRequest, problem: Problem) -> OcppOptions | None:
-    """The request's OCPP options checked against its site and sessions (None if absent)."""
-    if not req.HasField("ocpp"):
-        return None
-    return options_from_message(req.ocpp, problem.site, problem.sessions)
-
-
-class _Names:
-    """Describes would-be problem items for messages: the new one as the request names it,
-    stored ones by their id."""
-
-    def __init__(self, problem: Problem, new: dict[str, str]) -> None:
-        self.problem = problem
-        self.new = new  # e.g. {"sessions[4]": "session"}
-
-    def stored(self, coll: str, idx: int) -> str:
-        p, sig = self.problem, self.problem.signals
-        try:
-            if coll == "sessions":
-                return f"stored session {p.sessions[idx].id!r}"
-            if coll == "signals.events":
-                return f"stored event {sig.events[idx].id!r}"
-            if coll == "signals.capacity":
-                return f"stored capacity entry of node {sig.capacity[idx].node!r}"
-            if coll == "signals.prices":
-                return f"stored prices[{idx}]"
-            return f"stored carbon[{idx}]"
-        except IndexError:
-            return f"{coll}[{idx}]"
-
-    def text(self, desc: str) -> str:
-        def sub(m: re.Match[str]) -> str:
-            key = m.group(0)
-            return self.new.get(key) or self.stored(m.group(1), int(m.group(2)))
-
-        # "stored session 's1' ('s1')": validate already names the id after the index.
-        return _SAME_ID.sub(r"\1", _REF.sub(sub, desc))
-
-    def is_stored(self, path: str) -> bool:
-        m = _ITEM.match(path)
-        return m is not None and f"{m.group(1)}[{m.group(2)}]" not in self.new
-
-    def describe_for_request(self, path: str, desc: str) -> str:
-        """A violation found on a stored item but caused by the request (an overlap the new
-        or changed stay creates): say which stored item is in the way."""
-        m = _ITEM.match(path)
-        if m is not None and m.group(1) == "sessions":
-            s = self.problem.sessions[int(m.group(2))]
-            return (f"the stay would overlap stored session {s.id!r} on connector "
-                    f"{s.connector!r}, which arrives {s.arrival.isoformat()}")
-        return self.text(desc)
-
-    def subject(self, path: str) -> str:
-        m = _ITEM.match(path)
-        if m is None:
-            return path
-        return self.stored(m.group(1), int(m.group(2))) + m.group(3)
-
-
-class Core:
-    """State and rules shared by both servicers."""
-
-    def __init__(
-        self, store: Store, planner: Planner, solve_fn: SolveFn, config: ServiceConfig
-    ) -> None:
-        self.store = store
-        self.planner = planner
-        self.solve = solve_fn
-        self.cfg = config
-        self.limits = config.limits
-        self._optimize_slots = threading.BoundedSemaphore(config.max_concurrent_optimize)
-        self._cpu_slots = threading.BoundedSemaphore(config.solve_threads or os.cpu_count() or 2)
-        self._watch_slots = threading.BoundedSemaphore(config.max_watchers)
-        self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
-
-    def site_lock(self, site_id: str) -> threading.Lock:
-        return self._locks[zlib.crc32(site_id.encode("utf-8", "surrogatepass")) % _LOCK_STRIPES]
-
-    def budget(self, context: grpc.ServicerContext, default: float) -> float:
-        """Solver seconds: the option, cut to the client's remaining deadline minus a margin."""
-        remaining = context.time_remaining()
-        if remaining is None or remaining > 1e7:  # no deadline set
-            return default
-        left = remaining - self.cfg.deadline_margin_s
-        if left <= 0:
-            raise self.deadline_error(remaining)
-        return min(default, left)
-
-    def deadline_error(self, remaining: float) -> ServiceError:
-        return ServiceError(
-            grpc.StatusCode.DEADLINE_EXCEEDED,
-            f"deadline too close to plan: {max(remaining, 0.0) * 1000:.0f} ms left, "
-            f"need more than {self.cfg.deadline_margin_s * 1000:.0f} ms",
-        )
-
-    def stored_problem(self, site_id: str) -> Problem:
-        try:
-            return self.store.problem(site_id, _now())
-        except NotFound:
-            raise not_found("site", site_id, f"site {site_id!r} not found") from None
-
-    def stored_signals_problem(self, site_id: str) -> Problem:
-        """The stored site, options and signals, without sessions: what signal changes are
-        validated against. No signal rule looks at sessions, and a site's sessions are most of
-        its state (reading and re-validating 1,000 of them costs ~25 ms per event)."""
-        try:
-            site, options = self.store.get_site(site_id)
-            signals = self.store.signals(site_id)
-        except NotFound:
-            raise not_found("site", site_id, f"site {site_id!r} not found") from None
-        return Problem(site=site, sessions=(), now=_now(), signals=signals, options=options)
-
-    def check_would_be(self, problem: Problem, mapper: Mapper, names: _Names) -> None:
-        """Validate the state a mutation would create; raise with request-relative paths."""
-        try:
-            validate(problem, self.limits)
-        except ValidationError as exc:
-            mine: list[FieldViolation] = []
-            theirs: list[tuple[str, str]] = []
-            for v in exc.violations:
-                path = _proto_path(v.field)
-                mapped = mapper(path, v.description)
-                if mapped is None:
-                    theirs.append((names.subject(path), names.text(v.description)))
-                elif names.is_stored(path):
-                    mine.append(FieldViolation(mapped,
-                                               names.describe_for_request(path, v.description)))
-                else:
-                    mine.append(FieldViolation(mapped, names.text(v.description)))
-            if mine:
-                raise invalid(mine) from None
-            raise failed_precondition(
-                "STORED_STATE_CONFLICT",
-                theirs,
-                "the change conflicts with stored state: "
-                + "; ".join(f"{s}: {d}" for s, d in theirs[:5]),
-            ) from None
-
-
-def _item(path: str) -> tuple[str, int, str] | None:
-    m = _ITEM.match(path)
-    return None if m is None else (m.group(1), int(m.group(2)), m.group(3))
-
-
-def _mapper_start_session(n: int) -> Mapper:
-    def m(path: str, desc: str) -> str | None:
-        it = _item(path)
-        if it is not None and it[0] == "sessions":
-            if it[1] == n:
-                return "session" + it[2]
-            if it[2] == ".arrival" and f"sessions[{n}]" in desc:
-                return "session.departure"
-            return None
-        return "session" if path == "sessions" else None
-
-    return m
-
-
-_UPDATE_FIELDS = {
-    ".departure": "departure",
-    ".energy_delivered_kwh": "energy_delivered_kwh",
-    ".energy_requested_kwh": "energy_requested_kwh",
-    ".measured_current_a": "measured_current_a",
-}
-
-
-def _mapper_update_session(i: int) -> Mapper:
-    def m(path: str, desc: str) -> str | None:
-        it = _item(path)
-        if it is None or it[0] != "sessions":
-            return None
-        if it[1] == i:
-            return _UPDATE_FIELDS.get(it[2])
-        if it[2] == ".arrival" and f"sessions[{i}]" in desc:
-            return "departure"
-        return None
-
-    return m
-
-
-def _mapper_event(e: int) -> Mapper:
-    def m(path: str, desc: str) -> str | None:
-        it = _item(path)
-        if it is not None and it[0] == "signals.events" and it[1] == e:
-            return "event" + it[2]
-        return "event" if path == "signals.events" else None
-
-    return m
-
-
-def _mapper_capacity(offset: int) -> Mapper:
-    def m(path: str, desc: str) -> str | None:
-        it = _item(path)
-        if it is not None and it[0] == "signals.capacity" and it[1] >= offset:
-            return f"capacity[{it[1] - offset}]{it[2]}"
-        return "capacity" if path == "signals" else None
-
-    return m
-
-
-def _mapper_prices(prices: bool, carbon: bool) -> Mapper:
-    def m(path: str, desc: str) -> str | None:
-        it = _item(path)
-        if it is not None and it[0] == "signals.prices" and prices:
-            return f"prices[{it[1]}]{it[2]}"
-        if it is not None and it[0] == "signals.carbon" and carbon:
-            return f"carbon[{it[1]}]{it[2]}"
-        return ("prices" if prices else "carbon") if path == "signals" else None
-
-    return m
-
-
-def _mapper_put_site(path: str, desc: str) -> str | None:
-    return path if path.startswith(("site.", "options.")) or path in ("site", "options") else None
-
-
-def _check_transaction(
-    ocpp: pb.OcppOptions | None, stored: Problem, session: Session, tx: str
-) -> None:
-    """A transaction id must suit the OCPP version of the session's charger (if it has one)."""
-    if ocpp is None:
-        return
-    try:
-        chargers = options_from_message(ocpp, stored.site, stored=True).chargers
-    except ValidationError:
-        return  # stored options no longer fit (cannot happen: PutSite checks them together)
-    caps = chargers.get(session.connector)
-    why = None if caps is None else check_transaction_id(caps, tx)
-    if why is not None:
-        raise invalid_field("transaction_id", why)
-
-
-def _check_stored_transactions(
-    tx_ids: dict[str, str], stored: Problem, chargers: Any
-) -> None:
-    """PutSite must not reconfigure a charger so that a stored transaction id no longer fits."""
-    bad = []
-    for s in stored.sessions:
-        caps = chargers.get(s.connector)
-        if s.id in tx_ids and caps is not None:
-            why = check_transaction_id(caps, tx_ids[s.id])
-            if why is not None:
-                bad.append((f"stored session {s.id!r}.transaction_id", why))
-    if bad:
-        raise failed_precondition(
-            "STORED_STATE_CONFLICT", bad,
-            "the OCPP options conflict with stored state: "
-            + "; ".join(f"{s}: {d}" for s, d in bad[:5]),
-        )
 
 
 # --- ChargingOptimizer -------------------------------------------------------------------------
