@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .replay import CALTECH_TZ, Config, DayResult, Score, exact_loads, table
+from .data import CALTECH_TZ
+from .metrics import Config, DayResult, Score, exact_loads, table
 
 
 def _plt() -> Any:
