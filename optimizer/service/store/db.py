@@ -1,22 +1,7 @@
-"""Durable state of the stateful service: sites, active sessions and grid signals, in SQLite.
+"""The ``Store`` class: one SQLite connection, its transactions and every mutation.
 
-Every entity is stored as the protobuf binary of its API form (the ``optimizer.api.convert``
-converters), so the stored schema cannot drift from what clients send; a few plain columns
-(ids, sort keys, a cancelled flag) exist only to look rows up and order them.
-
-Durability: WAL with ``synchronous=FULL`` and one transaction per mutation, committed before the
-call returns, so an acknowledged mutation survives ``kill -9`` (and, with FULL, power loss).
-Writes start with ``BEGIN IMMEDIATE`` so a read-check-write (event modification order, duplicate
-session ids) is atomic even against a second process on the same file.
-
-Threads: one connection (``check_same_thread=False``) guarded by one ``threading.Lock``. SQLite
-serialises writers anyway, the service's state is small, and a single connection means no
-per-thread connection lifetime to manage in a gRPC thread pool; reads queue behind writes, which
-is fine at this scale.
-
-The store enforces identity and referential rules only (site exists, session ids unique per site,
-sessions only on connectors the site has, event modification order); value rules are the caller's
-(``optimizer.core.validate``). A call that raises leaves the database as it was.
+See :mod:`optimizer.service.store` for the durability and threading rules it keeps; the reads
+it composes are in ``rows``, the encoding in ``codec``, the tables in ``schema``.
 """
 
 from __future__ import annotations
@@ -24,29 +9,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from datetime import datetime
+from typing import Literal
 
-from google.protobuf.message import Message
-
-from ..api.convert import (
-    _Errors,
-    event_from_proto,
-    event_to_proto,
-    options_from_proto,
-    options_to_proto,
-    session_from_proto,
-    session_to_proto,
-    signals_from_proto,
-    signals_to_proto,
-    site_from_proto,
-    site_to_proto,
-)
-from ..api.smartcharging.v1 import smartcharging_pb2 as pb
-from ..core.model import (
+from ...api.convert import event_to_proto, options_to_proto, signals_to_proto, site_to_proto
+from ...api.smartcharging.v1 import smartcharging_pb2 as pb
+from ...core.model import (
     CapacityLimit,
     CurtailmentEvent,
     Options,
@@ -56,76 +26,26 @@ from ..core.model import (
     Site,
     TimeValue,
 )
-
-#: Bump with a migration in ``_MIGRATIONS`` whenever a table changes.
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS sites (
-    id TEXT PRIMARY KEY,
-    site BLOB NOT NULL,                 -- smartcharging.v1.Site
-    options BLOB NOT NULL,              -- smartcharging.v1.Options
-    ocpp BLOB                           -- smartcharging.v1.OcppOptions, NULL: none (v2)
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
-    id TEXT NOT NULL,
-    connector TEXT NOT NULL,            -- copy of body.connector, checked by put_site
-    arrival_us INTEGER NOT NULL,        -- sort key: body.arrival in microseconds since the epoch
-    body BLOB NOT NULL,                 -- smartcharging.v1.Session
-    transaction_id TEXT,                -- the OCPP transaction id, NULL: none (v2)
-    PRIMARY KEY (site_id, id)
-);
-CREATE TABLE IF NOT EXISTS events (
-    site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
-    id TEXT NOT NULL,
-    start_us INTEGER NOT NULL,          -- sort key: body.start in microseconds since the epoch
-    cancelled INTEGER NOT NULL DEFAULT 0,  -- 1: tombstone keeping the cancelled modification
-    body BLOB NOT NULL,                 -- smartcharging.v1.CurtailmentEvent
-    PRIMARY KEY (site_id, id)
-);
-CREATE TABLE IF NOT EXISTS capacity (
-    site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
-    node TEXT NOT NULL,
-    body BLOB NOT NULL,                 -- smartcharging.v1.Signals holding only `capacity`
-    PRIMARY KEY (site_id, node)
-);
-CREATE TABLE IF NOT EXISTS series (
-    site_id TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
-    kind TEXT NOT NULL CHECK (kind IN ('prices', 'carbon')),
-    body BLOB NOT NULL,                 -- smartcharging.v1.Signals holding only `kind`
-    PRIMARY KEY (site_id, kind)
-);
-"""
-
-#: version -> statements that bring a file of that version to the next one.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        "ALTER TABLE sites ADD COLUMN ocpp BLOB",
-        "ALTER TABLE sessions ADD COLUMN transaction_id TEXT",
-    ),
-}
+from .codec import _event_from_bytes, _micros, _series_blob, _session_from_bytes, _session_row
+from .errors import AlreadyExists, NotFound, StaleModification
+from .rows import (
+    _check_connector,
+    _load_events,
+    _load_ocpp,
+    _load_problem,
+    _load_sessions,
+    _load_signals,
+    _load_site,
+    _load_transaction_ids,
+    _no_session,
+    _no_site,
+    _require_site,
+    _session_row_exists,
+    _site_exists,
+)
+from .schema import _init_schema
 
 EventOutcome = Literal["APPLIED", "UNCHANGED"]
-_M = TypeVar("_M", bound=Message)
-
-
-class NotFound(LookupError):
-    """The site, session or event named does not exist (gRPC NOT_FOUND)."""
-
-
-class AlreadyExists(ValueError):
-    """A session with that id is already active on the site (gRPC ALREADY_EXISTS)."""
-
-
-class StaleModification(ValueError):
-    """An event submission that an equal or higher stored modification overrides (ABORTED or
-    FAILED_PRECONDITION, the caller's choice)."""
-
-
-class StoreCorrupt(RuntimeError):
-    """A stored row no longer decodes: the file was damaged or written by incompatible code."""
 
 
 class Store:
@@ -448,222 +368,3 @@ class Store:
         with self._read() as conn:
             problem = _load_problem(conn, site_id, now)
             return problem, _load_ocpp(conn, site_id), _load_transaction_ids(conn, site_id)
-
-
-# --- schema ------------------------------------------------------------------------------------
-
-
-def _init_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables once, in one transaction, so two processes opening a new file agree."""
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        rows = conn.execute("SELECT version FROM schema_version").fetchall()
-        if not rows:
-            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            return
-        version = rows[0][0]
-        while len(rows) == 1 and version in _MIGRATIONS and version < SCHEMA_VERSION:
-            for statement in _MIGRATIONS[version]:
-                conn.execute(statement)
-            version += 1
-            conn.execute("UPDATE schema_version SET version = ?", (version,))
-            rows = [(version,)]
-        if len(rows) > 1 or rows[0][0] != SCHEMA_VERSION:
-            found = ", ".join(str(r[0]) for r in rows)
-            raise RuntimeError(
-                f"database schema version {found} is not the supported version "
-                f"{SCHEMA_VERSION}; no migration exists"
-            )
-
-
-# --- row helpers (callers hold the transaction) ------------------------------------------------
-
-
-def _no_site(site_id: str) -> str:
-    return f"site {site_id!r} not found"
-
-
-def _no_session(site_id: str, session_id: str) -> str:
-    return f"session {session_id!r} is not active on site {site_id!r}"
-
-
-def _site_exists(conn: sqlite3.Connection, site_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM sites WHERE id = ?", (site_id,)).fetchone() is not None
-
-
-def _require_site(conn: sqlite3.Connection, site_id: str) -> None:
-    if not _site_exists(conn, site_id):
-        raise NotFound(_no_site(site_id))
-
-
-def _session_row_exists(conn: sqlite3.Connection, site_id: str, session_id: str) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sessions WHERE site_id = ? AND id = ?", (site_id, session_id)
-    ).fetchone()
-    return row is not None
-
-
-def _check_connector(conn: sqlite3.Connection, site_id: str, session: Session) -> None:
-    """NotFound without the site; ValueError for a connector the site lacks (the invariant
-    put_site protects, so it must hold from the start)."""
-    site, _ = _load_site(conn, site_id)
-    if all(c.id != session.connector for c in site.connectors):
-        raise ValueError(
-            f"session {session.id!r}: site {site_id!r} has no connector {session.connector!r}"
-        )
-
-
-def _load_site(conn: sqlite3.Connection, site_id: str) -> tuple[Site, Options]:
-    row = conn.execute("SELECT site, options FROM sites WHERE id = ?", (site_id,)).fetchone()
-    if row is None:
-        raise NotFound(_no_site(site_id))
-    return _site_from_bytes(row[0]), _options_from_bytes(row[1])
-
-
-def _load_ocpp(conn: sqlite3.Connection, site_id: str) -> pb.OcppOptions | None:
-    row = conn.execute("SELECT ocpp FROM sites WHERE id = ?", (site_id,)).fetchone()
-    if row is None:
-        raise NotFound(_no_site(site_id))
-    return None if row[0] is None else _parse(pb.OcppOptions, row[0], "OCPP options")
-
-
-def _load_transaction_ids(conn: sqlite3.Connection, site_id: str) -> dict[str, str]:
-    _require_site(conn, site_id)
-    rows = conn.execute(
-        "SELECT id, transaction_id FROM sessions WHERE site_id = ? AND transaction_id IS NOT NULL",
-        (site_id,),
-    )
-    return {sid: tx for sid, tx in rows}
-
-
-def _load_problem(conn: sqlite3.Connection, site_id: str, now: datetime) -> Problem:
-    site, options = _load_site(conn, site_id)
-    return Problem(
-        site=site,
-        sessions=_load_sessions(conn, site_id),
-        now=now,
-        signals=_load_signals(conn, site_id),
-        options=options,
-    )
-
-
-def _load_sessions(conn: sqlite3.Connection, site_id: str) -> tuple[Session, ...]:
-    _require_site(conn, site_id)
-    rows = conn.execute(
-        "SELECT body FROM sessions WHERE site_id = ? ORDER BY arrival_us, id", (site_id,)
-    )
-    return tuple(_session_from_bytes(r[0]) for r in rows)
-
-
-def _load_events(conn: sqlite3.Connection, site_id: str) -> tuple[CurtailmentEvent, ...]:
-    _require_site(conn, site_id)
-    rows = conn.execute(
-        "SELECT body FROM events WHERE site_id = ? AND cancelled = 0 ORDER BY start_us, id",
-        (site_id,),
-    )
-    return tuple(_event_from_bytes(r[0]) for r in rows)
-
-
-def _load_signals(conn: sqlite3.Connection, site_id: str) -> Signals:
-    events = _load_events(conn, site_id)  # also raises NotFound for a missing site
-    capacity: list[CapacityLimit] = []
-    for (body,) in conn.execute(
-        "SELECT body FROM capacity WHERE site_id = ? ORDER BY node", (site_id,)
-    ):
-        capacity.extend(_signals_from_bytes(body).capacity)
-    series = dict(
-        conn.execute("SELECT kind, body FROM series WHERE site_id = ?", (site_id,)).fetchall()
-    )
-    prices = _signals_from_bytes(series["prices"]).prices if "prices" in series else ()
-    carbon = _signals_from_bytes(series["carbon"]).carbon if "carbon" in series else ()
-    return Signals(capacity=tuple(capacity), prices=prices, carbon=carbon, events=events)
-
-
-# --- encoding ----------------------------------------------------------------------------------
-
-
-def _micros(ts: Any) -> int:
-    """Sort key of a protobuf Timestamp (what the converters decode the datetime from)."""
-    return int(ts.seconds) * 1_000_000 + int(ts.nanos) // 1000
-
-
-def _session_row(session: Session) -> tuple[bytes, int]:
-    m = session_to_proto(session)
-    return m.SerializeToString(), _micros(m.arrival)
-
-
-def _series_blob(signals: Signals, values: Sequence[TimeValue]) -> bytes | None:
-    return signals_to_proto(signals).SerializeToString() if values else None
-
-
-def _parse(cls: type[_M], data: bytes, what: str) -> _M:
-    try:
-        return cls.FromString(data)
-    except Exception as exc:  # DecodeError and friends: a damaged row, not a caller error
-        raise StoreCorrupt(f"stored {what} does not decode: {exc}") from exc
-
-
-def _decoded(err: _Errors, what: str) -> None:
-    if err.items:
-        raise StoreCorrupt(f"stored {what} does not convert: {err.items}")
-
-
-def _site_from_bytes(data: bytes) -> Site:
-    err = _Errors()
-    site = site_from_proto(_parse(pb.Site, data, "site"), err)
-    _decoded(err, "site")
-    return site
-
-
-def _session_from_bytes(data: bytes) -> Session:
-    err = _Errors()
-    session = session_from_proto(_parse(pb.Session, data, "session"), "session", err)
-    _decoded(err, "session")
-    return session
-
-
-def _event_from_bytes(data: bytes) -> CurtailmentEvent:
-    err = _Errors()
-    event = event_from_proto(_parse(pb.CurtailmentEvent, data, "event"), "event", err)
-    _decoded(err, "event")
-    return event
-
-
-def _signals_from_bytes(data: bytes) -> Signals:
-    err = _Errors()
-    signals = signals_from_proto(_parse(pb.Signals, data, "signals"), err)
-    _decoded(err, "signals")
-    return signals
-
-
-def _options_from_bytes(data: bytes) -> Options:
-    """``options_from_proto``, then the Duration fields recomputed exactly.
-
-    The converter goes through float minutes, so 1.7 s reads back as 1.7000000000000002 and
-    whole minutes come back as floats; a store must give back what it was given (to the
-    microsecond a Duration built from a timedelta holds).
-    """
-    m = _parse(pb.Options, data, "options")
-    err = _Errors()
-    o = options_from_proto(m, err)
-    _decoded(err, "options")
-
-    def minutes(name: str, default: float) -> Any:  # int when whole, as Options declares
-        if not m.HasField(name):
-            return default
-        value = getattr(m, name).ToTimedelta() / timedelta(minutes=1)
-        return int(value) if value.is_integer() else value
-
-    return replace(
-        o,
-        slot_minutes=minutes("slot_length", o.slot_minutes),
-        horizon_hours=m.horizon.ToTimedelta() / timedelta(hours=1)
-        if m.HasField("horizon")
-        else o.horizon_hours,
-        time_limit_s=m.time_limit.ToTimedelta().total_seconds()
-        if m.HasField("time_limit")
-        else o.time_limit_s,
-    )
