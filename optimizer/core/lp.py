@@ -33,6 +33,9 @@ iterations than 1e3 (measured, not derived).
 
 Like scipy's ``linprog``: :func:`build_lp` (input -> arrays, pure numpy/scipy) is separate from
 :func:`_run_highs` (the solver adapter), so the arrays can be tested or sent to another solver.
+The array form and the polygon directions are in :mod:`optimizer.core.lp_arrays`, the MILP's
+extra formulation in :mod:`optimizer.core.milp`; every HiGHS run (LP and MILP) and its status
+mapping stays here.
 """
 
 from __future__ import annotations
@@ -47,9 +50,37 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from .compile import Compiled
+from .lp_arrays import COEF_EPS, F64, Directions, LPArrays, directions
+from .milp import milp_arrays
 
-F64 = NDArray[np.float64]
-I64 = NDArray[np.int64]
+__all__ = [
+    "AUTO_IPM_NNZ",
+    "COEF_EPS",
+    "COST_FACTOR",
+    "EARLY_FACTOR",
+    "ENERGY_FACTOR",
+    "FAIR_FACTOR",
+    "FEASIBLE_SUFFIX",
+    "INF",
+    "METHODS",
+    "NEED_FLOOR_AH",
+    "STATUS",
+    "STATUS_BY_NAME",
+    "Directions",
+    "LPArrays",
+    "LPResult",
+    "build_lp",
+    "check_inputs",
+    "classify",
+    "directions",
+    "fairness_coef",
+    "lp_energy_bound",
+    "map_status",
+    "milp_arrays",
+    "objective_terms",
+    "solve_lp",
+    "solve_milp",
+]
 
 #: Objective weight of one weighted kWh of unmet energy (for the lowest positive weight).
 ENERGY_FACTOR = 1e4
@@ -61,8 +92,6 @@ FAIR_FACTOR = 1e-2
 EARLY_FACTOR = 1e-3
 #: Needs below this (A*h) are treated as this in the fairness share: avoids huge coefficients.
 NEED_FLOOR_AH = 1e-3
-#: Polygon coefficients with smaller magnitude are dropped.
-COEF_EPS = 1e-12
 
 INF = highspy.kHighsInf
 
@@ -171,26 +200,6 @@ class LPResult:
     has_solution: bool = True
 
 
-@dataclass(frozen=True)
-class LPArrays:
-    """``min cost.x  s.t.  row_lo <= A x <= row_hi, col_lo <= x <= col_hi`` (A in CSC).
-
-    Columns: ``x`` for the True cells of ``active`` (row-major), then ``u`` (N), then ``f``.
-    """
-
-    cost: F64
-    col_lo: F64
-    col_hi: F64
-    row_lo: F64
-    row_hi: F64
-    a: sp.csc_matrix
-    active: NDArray[np.bool_]  # [N, T]
-
-    @property
-    def n_x(self) -> int:
-        return int(self.active.sum())
-
-
 # --- formulation pieces shared with the Pyomo reference model ---------------------------------
 
 
@@ -233,62 +242,6 @@ def fairness_coef(c: Compiled) -> F64:
     """``w_i / need_i`` per A*h unmet (0 = no fairness row: no need or zero weight)."""
     ok = (c.need_ah > 0) & (c.weight > 0)
     return np.where(ok, c.weight / np.maximum(c.need_ah, NEED_FLOOR_AH), 0.0)
-
-
-@dataclass(frozen=True)
-class Directions:
-    """Limit rows before the slot expansion: one "generalised row" g per (row k, direction).
-
-    ``ent_g``/``ent_sess``/``ent_a`` list the coefficients ``a`` of session ``ent_sess`` in g.
-    """
-
-    k: I64  # [G] compiled row
-    scale: F64  # [G] rhs = scale * limit[k, t]
-    ent_g: I64
-    ent_sess: I64
-    ent_a: F64
-
-
-def directions(c: Compiled, polygon: str, sides: int) -> Directions:
-    """Linearise every row: |c_p| for linear rows, M polygon directions for phasor rows."""
-    nper = np.diff(c.row_ptr)
-    row_of = np.repeat(np.arange(c.k, dtype=np.int64), nper)
-    lin_k = np.flatnonzero(c.row_linear)
-    nl_k = np.flatnonzero(~c.row_linear & (nper > 0))  # an empty row constrains nothing
-    # linear rows: g = position among linear rows
-    lin_g = np.full(c.k, -1, dtype=np.int64)
-    lin_g[lin_k] = np.arange(lin_k.size)
-    ent_lin = np.flatnonzero(c.row_linear[row_of])
-    g_parts = [lin_g[row_of[ent_lin]]]
-    s_parts = [c.row_idx[ent_lin]]
-    a_parts = [np.hypot(c.row_re[ent_lin], c.row_im[ent_lin])]
-    k_parts = [lin_k]
-    sc_parts = [np.ones(lin_k.size)]
-    if nl_k.size:
-        psi = 2.0 * math.pi * np.arange(sides) / sides
-        ent_nl = np.flatnonzero(~c.row_linear[row_of])  # grouped by row, rows ascending
-        a = c.row_re[ent_nl, None] * np.cos(psi)[None, :] + c.row_im[ent_nl, None] * np.sin(psi)
-        a[np.abs(a) < COEF_EPS] = 0.0
-        seg = np.concatenate(([0], np.cumsum(nper[nl_k])[:-1]))
-        keep = np.maximum.reduceat(a, seg, axis=0) > COEF_EPS  # [K_nl, M] some a_p > 0
-        gid = np.cumsum(keep.ravel()).reshape(keep.shape) - 1 + lin_k.size
-        local = np.repeat(np.arange(nl_k.size), nper[nl_k])  # entry -> index in nl_k
-        sel = keep[local] & (a != 0.0)
-        q, m = np.nonzero(sel)
-        g_parts.append(gid[local[q], m])
-        s_parts.append(c.row_idx[ent_nl[q]])
-        a_parts.append(a[q, m])
-        kk, _ = np.nonzero(keep)
-        k_parts.append(nl_k[kk])
-        s = math.cos(math.pi / sides) if polygon == "inner" else 1.0
-        sc_parts.append(np.full(kk.size, s))
-    return Directions(
-        k=np.concatenate(k_parts).astype(np.int64),
-        scale=np.concatenate(sc_parts),
-        ent_g=np.concatenate(g_parts).astype(np.int64),
-        ent_sess=np.concatenate(s_parts).astype(np.int64),
-        ent_a=np.concatenate(a_parts),
-    )
 
 
 # --- input handling: Compiled -> arrays --------------------------------------------------------
@@ -544,102 +497,6 @@ def lp_energy_bound(c: Compiled, time_limit_s: float = 10.0, sides: int = 24) ->
 
 
 # --- optional MILP: lo / step / discrete levels ------------------------------------------------
-
-
-def milp_arrays(lp: LPArrays, c: Compiled) -> tuple[LPArrays, NDArray[np.int32], F64]:
-    """Add integrality for each current's allowed set; returns (arrays, integrality, x scale).
-
-    Column ``j`` of ``x`` becomes, by its session's rule:
-    levels ``{0, v1..vL}``: ``x = sum_l v_l b_l``, ``sum_l b_l <= 1`` with binaries ``b``;
-    grid with ``lo`` a multiple of ``step``: ``x = step * y``, ``y`` semi-integer in
-    ``{0} u [lo/step, ub/step]``; grid with ``lo`` off the step grid: ``x = lo z + step k``,
-    ``k <= K z``; continuous (``step = 0``) with ``lo > 0``: ``x`` semi-continuous in
-    ``{0} u [lo, ub]``. Extra columns go after ``f``; loops run only over level/off-grid columns.
-    """
-    n_x = lp.n_x
-    t = c.t
-    si = np.flatnonzero(lp.active.ravel()) // max(t, 1)
-    nlev = np.diff(c.lev_ptr)[si]
-    lo = c.lo[si]
-    step = c.step[si]
-    hi = lp.col_hi[:n_x]
-    lev = nlev > 1
-    grid = ~lev & (step > 0)
-    ratio = np.where(grid, lo / np.where(grid, step, 1.0), 0.0)
-    on = grid & (np.abs(ratio - np.round(ratio)) < 1e-7)
-    off = grid & ~on
-    semi_c = ~lev & ~grid & (lo > 0)
-
-    scale = np.where(on, step, 1.0)
-    ncol0 = lp.cost.size
-    colscale = np.concatenate((scale, np.ones(ncol0 - n_x)))
-    a = (lp.a @ sp.diags(colscale)).tocsc()
-    cost = lp.cost * colscale
-    col_lo = lp.col_lo.copy()
-    col_hi = lp.col_hi.copy()
-    integ = np.zeros(ncol0, dtype=np.int32)
-    col_hi[:n_x] = np.where(on, np.floor(hi / scale + 1e-7), hi)
-    col_lo[:n_x] = np.where(on, np.round(ratio), np.where(semi_c, lo, 0.0))
-    semi_int = int(highspy.HighsVarType.kSemiInteger)
-    integ[:n_x] = np.where(on, np.where(np.round(ratio) > 0, semi_int, 1), integ[:n_x])
-    integ[:n_x][semi_c] = int(highspy.HighsVarType.kSemiContinuous)
-
-    rr: list[int] = []
-    rc: list[int] = []
-    rv: list[float] = []
-    rlo: list[float] = []
-    rhi: list[float] = []
-    xlo: list[float] = []
-    xhi: list[float] = []
-    xint: list[int] = []
-    nrow0 = lp.row_lo.size
-    nxt = ncol0
-    for j in np.flatnonzero(lev | off):
-        r = nrow0 + len(rlo)
-        if lev[j]:
-            i = si[j]
-            vals = c.lev_val[c.lev_ptr[i] : c.lev_ptr[i + 1]]
-            vals = vals[(vals > 0) & (vals <= hi[j] + 1e-9)]
-            b = list(range(nxt, nxt + vals.size))
-            rr += [r] * (1 + vals.size) + [r + 1] * vals.size
-            rc += [int(j), *b, *b]
-            rv += [1.0, *(-vals).tolist(), *([1.0] * vals.size)]
-            rlo += [0.0, -INF]
-            rhi += [0.0, 1.0]
-            xlo += [0.0] * vals.size
-            xhi += [1.0] * vals.size
-            xint += [1] * vals.size
-            nxt += vals.size
-        else:
-            z, k = nxt, nxt + 1
-            kmax = float(np.floor((hi[j] - lo[j]) / step[j] + 1e-7))
-            rr += [r, r, r, r + 1, r + 1]
-            rc += [int(j), z, k, k, z]
-            rv += [1.0, -float(lo[j]), -float(step[j]), 1.0, -kmax]
-            rlo += [0.0, -INF]
-            rhi += [0.0, 0.0]
-            xlo += [0.0, 0.0]
-            xhi += [1.0, kmax]
-            xint += [1, 1]
-            nxt += 2
-    ncol = nxt
-    nrow = nrow0 + len(rlo)
-    a = sp.hstack([a, sp.csc_matrix((nrow0, ncol - ncol0))])
-    extra = sp.csc_matrix(
-        (rv, (np.asarray(rr, dtype=np.int64) - nrow0, rc)), shape=(nrow - nrow0, ncol)
-    )
-    a = sp.vstack([a, extra]).tocsc()
-    a.sum_duplicates()
-    arrays = LPArrays(
-        cost=np.concatenate((cost, np.zeros(ncol - ncol0))),
-        col_lo=np.concatenate((col_lo, xlo)),
-        col_hi=np.concatenate((col_hi, xhi)),
-        row_lo=np.concatenate((lp.row_lo, rlo)),
-        row_hi=np.concatenate((lp.row_hi, rhi)),
-        a=a,
-        active=lp.active,
-    )
-    return arrays, np.concatenate((integ, np.asarray(xint, dtype=np.int32))), scale
 
 
 def solve_milp(
