@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..core.grid_signal import MAX_INTERVALS, GridSignal, Measure, SignalInterval
+from ..core.grid_signal import (
+    MAX_INTERVALS,
+    MAX_KW,
+    MAX_SPAN,
+    GridSignal,
+    Measure,
+    SignalInterval,
+)
 
 #: ``GridSignal.source``: event ``E`` interval ``k`` is stored as ``openadr2b:E#k``.
 SOURCE = "openadr2b"
@@ -246,7 +253,10 @@ def map_event(event: Mapping[str, Any], node: str,
         measure = Measure.LIMIT_KW
         kw_per_unit = _watts_per_unit(signal) / 1e3
         for k, (s, e, v) in enumerate(timeline):
-            kept.append((s, e, _number(v, f"{where} interval {k}") * kw_per_unit))
+            kw = _number(v, f"{where} interval {k}") * kw_per_unit
+            if kw > MAX_KW:
+                raise Unmappable(f"{where} interval {k}: {kw:g} kW is beyond any site")
+            kept.append((s, e, kw))
     for k in range(1, len(timeline)):
         if timeline[k][0] < timeline[k - 1][1]:
             raise Unmappable(f"{where} interval {k} overlaps interval {k - 1}")
@@ -257,5 +267,8 @@ def map_event(event: Mapping[str, Any], node: str,
     for k, (s, e, v) in enumerate(kept):
         nxt = kept[k + 1][0] if k + 1 < len(kept) else None
         end = e + after if nxt is None else max(e, min(e + after, nxt))
+        if end - s > MAX_SPAN:
+            raise Unmappable(f"{where}: an interval of {end - s} is longer than the "
+                             f"{MAX_SPAN.days} days planned against")
         intervals.append(SignalInterval(s, end, v))
     return GridSignal(SOURCE, key.event_id, key.modification, node, measure, tuple(intervals))
