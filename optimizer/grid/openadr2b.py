@@ -53,7 +53,9 @@ service committed the limits to its database (openleadr sends the ``oadrCreatedE
 handler returns). It answers optOut when it cannot promise compliance: an unsupported signal or
 unit, NaN/negative/out-of-range payloads, overlapping intervals, a share on a node without a limit,
 a modification older than the one held, or a service still unreachable after ``apply_timeout_s``.
-An optOut changes nothing stored (a refused modification leaves the previous one in force). The
+An optOut changes nothing stored (a refused modification leaves the previous one in force; only a
+service failing half-way through a multi-interval event can leave some of its intervals stored,
+the safe side, settled by the VTN's next modification or cancellation). The
 reason goes in the eventResponse's ``responseDescription`` (openleadr's handler API has no field
 for it; see :class:`_Client`) and in the log. Price signals next to a load signal are ignored;
 an event with nothing but prices is an optOut.
@@ -491,8 +493,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, tomllib.TOMLDecodeError) as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=str(args.log_level).upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.getLevelName(str(args.log_level).upper())
+    if not isinstance(level, int):
+        print(f"{parser.prog}: error: unknown --log-level {args.log_level!r}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # openleadr logs every poll at INFO (and forces its logger to INFO): only its warnings
+    logging.getLogger("openleadr").setLevel(max(level, logging.WARNING))
     return asyncio.run(serve(config))
 
 

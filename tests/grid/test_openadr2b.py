@@ -529,9 +529,10 @@ def test_vtn_receives_planned_import_reports(ven: OptimizerVEN, vtn: VTN,
         assert value == pytest.approx(GRID_KW, abs=0.3)
 
 
-def test_share_on_a_node_without_limit_and_stale_modification(
+def test_decisions_by_status_node_and_modification(
         loop: Loop, vtn: VTN, optimizer: RunningServer, target: str) -> None:
-    """Decisions against the real service, without a VTN in between."""
+    """Decisions against the real service, without a VTN in between: what each status does,
+    a share on a node without a limit, a stale modification."""
     with grpc.insecure_channel(target) as ch:
         site = make_site("free", 40.0, n=1)
         site.nodes.append(pb.Node(id="panel", parent="grid", voltage_v=230.0))
@@ -540,27 +541,43 @@ def test_share_on_a_node_without_limit_and_stale_modification(
     v = OptimizerVEN(replace(config(vtn, target, "free", site="free"), node="panel"))
     t0, t1 = window()
 
-    def event(mod: int, typ: str, value: float) -> dict[str, Any]:
-        return {"event_descriptor": {"event_id": "e1", "modification_number": mod,
-                                     "event_status": "far"},
+    def event(eid: str, mod: int, typ: str, value: float, status: str = "far",
+              test: bool = False) -> dict[str, Any]:
+        return {"event_descriptor": {"event_id": eid, "modification_number": mod,
+                                     "event_status": status, "test_event": test},
                 "active_period": {"dtstart": t0, "duration": t1 - t0},
                 "event_signals": [{"signal_name": "LOAD_CONTROL", "signal_type": typ,
                                    "intervals": [{"duration": t1 - t0, "signal_payload": value,
                                                   "uid": 0}]}]}
 
-    async def steps() -> list[str]:
+    setp = "x-loadControlSetpoint"
+    steps_and_holdings: list[tuple[dict[str, Any], str, set[str]]] = [
+        (event("e1", 0, "x-loadControlCapacity", 0.5), OPT_OUT, set()),  # panel: no limit
+        (event("e1", 2, setp, 7.0), OPT_IN, {"e1"}),
+        (event("e1", 1, setp, 3.0), OPT_OUT, {"e1"}),  # older than the one held
+        (event("e2", 0, setp, 5.0, "near"), OPT_IN, {"e1", "e2"}),
+        (event("e3", 0, setp, 5.0, "active"), OPT_IN, {"e1", "e2", "e3"}),
+        (event("e4", 0, setp, 5.0, "completed"), OPT_IN, {"e1", "e2", "e3"}),  # nothing
+        (event("e5", 0, setp, 5.0, test=True), OPT_IN, {"e1", "e2", "e3"}),  # a test: nothing
+        (event("e2", 1, setp, 5.0, "cancelled"), OPT_IN, {"e1", "e3"}),
+        (event("e9", 0, setp, 5.0, "cancelled"), OPT_IN, {"e1", "e3"}),  # never seen: fine
+    ]
+    got: list[tuple[str, set[str]]] = []
+
+    async def steps() -> None:
         await v.connect()
         try:
-            return [await v.handle_event(event(0, "x-loadControlCapacity", 0.5)),
-                    await v.handle_event(event(2, "x-loadControlSetpoint", 7.0)),
-                    await v.handle_event(event(1, "x-loadControlSetpoint", 3.0))]
+            for e, _, _ in steps_and_holdings:
+                opt = await v.handle_event(e)
+                got.append((opt, {k.split(":")[1].split("#")[0] for k in held(target, "free")}))
         finally:
             await v.stop()
 
-    assert loop.run(steps()) == [OPT_OUT, OPT_IN, OPT_OUT]
+    loop.run(steps())
+    assert got == [(opt, ids) for _, opt, ids in steps_and_holdings]
     assert "no power or phase limit" in v.reasons[("e1", 0)]
     assert "FAILED_PRECONDITION" in v.reasons[("e1", 1)]
-    assert held(target, "free") == {"openadr2b:e1#0": (7.0, 2, t0, t1)}
+    assert held(target, "free")["openadr2b:e1#0"] == (7.0, 2, t0, t1)
 
 
 def test_acknowledged_event_survives_kill9(loop: Loop, vtn: VTN, tmp_path: Path) -> None:
