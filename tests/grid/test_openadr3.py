@@ -490,3 +490,31 @@ def test_cli_parser_and_bad_arguments() -> None:
                  "--poll-s", "0"]) == 2
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--vtn", "http://x", "--site", "s", "--node", "n"])
+
+
+def test_command_line_once_against_the_test_vtn(server: RunningServer, tmp_path: Path) -> None:
+    """``python -m optimizer.grid.openadr3 --once``: the wiring of main(), end to end."""
+    import threading
+
+    token = tmp_path / "t"
+    token.write_text(TOKEN)
+    loop = asyncio.new_event_loop()
+    vtn = Vtn()
+    vtn.put("cli-1", capacity_event(T0, (14.0, 14.0)), datetime(2026, 6, 1, tzinfo=UTC))
+    url = loop.run_until_complete(vtn.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        argv = ["--vtn", url, "--token-file", str(token), "--site", SITE, "--node", "grid",
+                "--program", "minimalProgram", "--optimizer", f"127.0.0.1:{server.port}",
+                "--once"]
+        assert main(argv) == 0
+        assert {k: v[0] for k, v in held(server).items()} == {
+            "openadr3:0.cli-1#0": 14.0, "openadr3:0.cli-1#1": 14.0}
+        vtn.events.clear()
+        assert main(argv) == 0 and held(server) == {}
+        assert main([*argv, "--program", "noSuchProgram"]) == 1  # the last --program wins
+    finally:
+        asyncio.run_coroutine_threadsafe(vtn.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

@@ -355,3 +355,42 @@ def test_cli() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--token-file", "t", "--group", "nogroup"])
     assert main(["--token-file", "t", "--group", "g=s:n", "--check-s", "0"]) == 2
+
+
+def test_command_line_serves_and_applies(server: RunningServer, tmp_path: Path) -> None:
+    """``python -m optimizer.grid.oscp`` as a process: a forecast POSTed to it is stored."""
+    import socket
+    import subprocess
+    import sys
+
+    from ..paths import REPO
+
+    token = tmp_path / "t"
+    token.write_text(TOKEN + "\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "optimizer.grid.oscp", "--listen", f"127.0.0.1:{port}",
+         "--token-file", str(token), "--group", f"group-1={SITE}:grid",
+         "--optimizer", f"127.0.0.1:{server.port}"], cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        async def go() -> int:
+            doc = load("oscp_update_group_capacity_forecast.json")
+            doc["forecasted_blocks"] = doc["forecasted_blocks"][:1]
+            doc["forecasted_blocks"][0]["capacity"] = 12.5
+            async with aiohttp.ClientSession() as http:
+                for _ in range(200):
+                    try:
+                        return (await post(http, f"http://127.0.0.1:{port}/oscp/fp/2.0/"
+                                           "update_group_capacity_forecast", doc))[0]
+                    except aiohttp.ClientConnectorError:
+                        await asyncio.sleep(0.05)
+            raise AssertionError("the receiver never listened")
+
+        assert asyncio.run(go()) == 204
+        assert [c.limit_kw for c in capacity(server)] == [12.5]
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0, proc.stderr.read() if proc.stderr else ""
