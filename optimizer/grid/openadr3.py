@@ -34,8 +34,9 @@ event whose ``eventName`` matches                   the GAC safe-mode limit: kep
 ``--safe-mode-event`` (default ``safe[ _-]?mode``)  in safe mode (below)
 ``IMPORT_CAPACITY_SUBSCRIPTION`` event              safe-mode limit when the program has no
                                                     safe-mode event (User Guide 8.10.1)
-``POST /reports``                                   after each new event version, once a newer
-                                                    plan exists: the node's planned import per
+``POST /reports``                                   after each new event version, once a plan
+                                                    planned from state read after the event
+                                                    committed exists: the node's planned import per
                                                     event interval, payload ``DEMAND``, reading
                                                     type ``FORECAST``, units ``KW``
 ==================================================  ============================================
