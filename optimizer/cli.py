@@ -1,5 +1,5 @@
 """``optimizer`` command line: solve a problem file (and render its OCPP profiles), serve the
-gRPC API, run the reference OCPP bridge, write the examples."""
+gRPC API, run the reference OCPP bridge or a grid protocol adapter, write the examples."""
 
 from __future__ import annotations
 
@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bridge", add_help=False,
                        help="reference OCPP 2.0.1 / 1.6 bridge to a running service "
                        "(optimizer bridge --help)")
+    for name, (_, text) in _DELEGATED.items():
+        sub.add_parser(name, add_help=False, help=f"{text} (optimizer {name} --help)")
     sub.add_parser("replay", add_help=False,
                    help="replay real sessions against strategies and write a report "
                    "(optimizer replay --help)")
@@ -237,8 +239,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Commands whose options live in their own module (parsed there, so that the other commands
+#: do not import the protocol stacks): name -> (module, help).
+_DELEGATED = {
+    "ven": ("optimizer.grid.openadr2b", "OpenADR 2.0b VEN: a VTN's events onto a site's node"),
+    "ven3": ("optimizer.grid.openadr3", "OpenADR 3 VEN: polls a VTN's programs and events"),
+    "oscp": ("optimizer.grid.oscp", "OSCP 2.0 receiver of group capacity forecasts"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] and argv[0] in _DELEGATED:
+        import importlib
+
+        module = importlib.import_module(_DELEGATED[argv[0]][0])
+        return int(module.main(argv[1:]))
     if argv[:1] == ["bridge"]:
         return cmd_bridge(argv[1:])
     if argv[:1] == ["replay"]:
