@@ -16,6 +16,7 @@ from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ..core.grid_reports import EventCompliance, Flexibility
 from ..core.model import (
     CapacityLimit,
     Connector,
@@ -358,6 +359,49 @@ def plan_to_proto(plan: Plan, site_id: str = "") -> pb.Plan:
     )
     m.solve_time.FromTimedelta(timedelta(seconds=plan.solve_time_s))
     return m
+
+
+# --- grid operator reports ---------------------------------------------------------------------
+
+
+def compliance_to_proto(r: EventCompliance, site_id: str) -> pb.EventCompliance:
+    """An event's compliance record (``optimizer.core.grid_reports``) as the API's message."""
+    return pb.EventCompliance(
+        site_id=site_id, event=event_to_proto(r.event), limit_kw=r.limit_kw,
+        plan_start=_ts(r.plan_start), plan_end=_ts(r.plan_end),
+        covered_from=_ts(r.covered_from), covered_until=_ts(r.covered_until),
+        fully_covered=r.fully_covered,
+        intervals=[pb.ComplianceInterval(start=_ts(i.start), end=_ts(i.end),
+                                         import_kw=i.import_kw,
+                                         phase_current_a=list(i.phase_a or ()),
+                                         limit_kw=i.limit_kw, over_kw=i.over_kw,
+                                         import_without_event_kw=i.import_without_kw)
+                   for i in r.intervals],
+        kwh_over=r.kwh_over, peak_import_kw=r.peak_import_kw, energy_kwh=r.energy_kwh,
+        energy_without_event_kwh=r.energy_without_kwh,
+        lowered=[pb.LoweredConnector(connector=c.connector, sessions=list(c.sessions),
+                                     energy_kwh=c.energy_kwh,
+                                     energy_without_event_kwh=c.energy_without_kwh,
+                                     max_reduction_a=c.max_reduction_a)
+                 for c in r.lowered],
+        solver=r.solver, counterfactual_solver=r.counterfactual_solver,
+    )
+
+
+def flexibility_to_proto(f: Flexibility, site_id: str) -> pb.GetFlexibilityResponse:
+    """A node's flexibility curve as the ``GetFlexibility`` answer."""
+    return pb.GetFlexibilityResponse(
+        site_id=site_id, node=f.node, start=_ts(f.start), end=_ts(f.end),
+        plan_start=_ts(f.plan_start), plan_end=_ts(f.plan_end),
+        covered_from=_ts(f.covered_from), covered_until=_ts(f.covered_until),
+        baseline_peak_kw=f.baseline_peak_kw, baseline_unmet_kwh=f.baseline_unmet_kwh,
+        baseline_sessions_short=f.baseline_sessions_short, min_feasible_kw=f.min_feasible_kw,
+        levels=[pb.FlexibilityLevel(cap_kw=v.cap_kw, peak_kw=v.peak_kw, unmet_kwh=v.unmet_kwh,
+                                    extra_unmet_kwh=v.extra_unmet_kwh,
+                                    sessions_short=v.sessions_short, newly_short=v.newly_short,
+                                    solver=v.solver)
+                for v in f.levels],
+    )
 
 
 # --- OCPP profiles -------------------------------------------------------------------------------

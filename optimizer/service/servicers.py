@@ -50,11 +50,22 @@ Rules every handler follows, and why:
 - GetPlan: a site whose first plan is still being computed waits for it (up to the deadline or
   ``ServiceConfig.get_plan_wait_s``); if there is still none, FAILED_PRECONDITION (type
   PLAN_NOT_READY, with the planner's last error if planning failed).
+- GetCompliance / GetFlexibility (reports for the grid operator, computed by
+  ``optimizer.core.grid_reports``): read-only. They plan the stored state afresh (a fresh plan
+  and a counterfactual one without the event; today's plan and one plan per flexibility level)
+  with the same solve function as the planner, so they never depend on a plan that is being
+  replaced. Unknown site, node or event (cancelled counts as unknown) -> NOT_FOUND naming only
+  what the request named; a bad window or level -> INVALID_ARGUMENT (+BadRequest). They share
+  the Optimize slots (RESOURCE_EXHAUSTED when all are taken) and CPU turns, and split the
+  client's remaining deadline evenly between the solves still to run (each solve's budget is
+  ``min(options.time_limit, remaining / solves left)``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -64,8 +75,10 @@ from ..api.convert import (
     _Errors,
     _time,
     capacity_from_proto,
+    compliance_to_proto,
     event_from_proto,
     event_to_proto,
+    flexibility_to_proto,
     options_from_proto,
     options_to_proto,
     plan_to_proto,
@@ -75,8 +88,9 @@ from ..api.convert import (
     values_from_proto,
 )
 from ..api.smartcharging.v1 import smartcharging_pb2 as pb
+from ..core import grid_reports
 from ..core.model import Problem, Session, Signals
-from ..core.validate import FieldViolation, validate_site
+from ..core.validate import FieldViolation, ValidationError, validate, validate_site
 from ..ocpp.options import options_from_message
 from .core import Core, ServiceConfig, SolveFn, _check_stored_transactions, _check_transaction
 from .errors import (
@@ -497,6 +511,96 @@ class GridOperatorService:
             c.store.set_prices(req.site_id, new_prices, new_carbon)
         c.planner.touch(req.site_id)
         return pb.SetPricesResponse()
+
+    # --- reports (read-only: nothing stored changes) -------------------------------------------
+
+    def GetCompliance(self, req: pb.GetComplianceRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        _check_id("event_id", req.event_id, c.limits)
+        problem = self._plannable(req.site_id)
+        if grid_reports.find_event(problem, req.event_id) is None:
+            raise not_found(
+                "event",
+                req.event_id,
+                f"event {req.event_id!r} is not active on site {req.site_id!r}",
+            )
+        counterfactual = grid_reports.without_event(problem, req.event_id)
+        with self._solving(context, "GetCompliance"):
+            plan = c.solve(problem, time_limit_s=self._share(context, problem, 2))
+            without = c.solve(counterfactual, time_limit_s=self._share(context, problem, 1))
+        record = grid_reports.event_compliance(problem, plan, req.event_id, without)
+        return pb.GetComplianceResponse(compliance=compliance_to_proto(record, req.site_id))
+
+    def GetFlexibility(self, req: pb.GetFlexibilityRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        _check_id("node", req.node, c.limits)
+        err = _Errors()
+        start = _time(req, "start", "", err)
+        end = _time(req, "end", "", err)
+        err.raise_if_any()
+        # the count is checked before the values are copied: a million levels is refused as such
+        bad = grid_reports.check_window(start, end) + grid_reports.check_levels(req.levels_kw)
+        if bad:
+            raise invalid(bad)
+        levels = list(req.levels_kw)
+        problem = self._plannable(req.site_id)
+        if all(n.id != req.node for n in problem.site.nodes):
+            raise not_found(
+                "node", req.node, f"node {req.node!r} not found on site {req.site_id!r}"
+            )
+
+        def solve(p: Problem, solves_left: int) -> Any:
+            return c.solve(p, time_limit_s=self._share(context, p, solves_left))
+
+        with self._solving(context, "GetFlexibility"):
+            curve = grid_reports.flexibility(problem, req.node, start, end, levels or None, solve)
+        return flexibility_to_proto(curve, req.site_id)
+
+    def _plannable(self, site_id: str) -> Problem:
+        """The stored state as the planner would solve it now (NOT_FOUND for an unknown site).
+
+        Validated again because a report must not solve what the planner refuses (state written
+        by older code or under other limits): that is FAILED_PRECONDITION, not a crash."""
+        problem = self.c.stored_problem(site_id)
+        try:
+            validate(problem, self.c.limits)
+        except ValidationError as exc:
+            raise failed_precondition(
+                "STORED_STATE_INVALID",
+                [(f"site {site_id!r}", "stored state cannot be planned")],
+                f"site {site_id!r}: stored state cannot be planned: {exc}",
+            ) from None
+        return problem
+
+    def _share(self, context: grpc.ServicerContext, problem: Problem, solves_left: int) -> float:
+        """One solve's budget: the site's time limit, at most an even share of the deadline."""
+        left = self.c.budget(context, math.inf)  # DEADLINE_EXCEEDED when too close
+        return min(problem.options.time_limit_s, left / max(1, solves_left))
+
+    @contextmanager
+    def _solving(self, context: grpc.ServicerContext, what: str) -> Iterator[None]:
+        """Take an Optimize slot (refuse when all are taken) and a CPU turn, as Optimize does:
+        a report is solver work too, and must not starve the CSMS's calls."""
+        c = self.c
+        c.budget(context, 0.0)
+        if not c._optimize_slots.acquire(blocking=False):
+            raise exhausted(
+                what,
+                f"{c.cfg.max_concurrent_optimize} solving calls are already running; retry "
+                "with backoff",
+            )
+        try:
+            wait = context.time_remaining()
+            if not c._cpu_slots.acquire(timeout=None if wait is None or wait > 1e7 else wait):
+                raise c.deadline_error(0.0)
+            try:
+                yield
+            finally:
+                c._cpu_slots.release()
+        finally:
+            c._optimize_slots.release()
 
 
 # --- registration ------------------------------------------------------------------------------

@@ -628,3 +628,147 @@ class SetPricesRequest(_message.Message):
 class SetPricesResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetComplianceRequest(_message.Message):
+    __slots__ = ("site_id", "event_id")
+    SITE_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    site_id: str
+    event_id: str
+    def __init__(self, site_id: _Optional[str] = ..., event_id: _Optional[str] = ...) -> None: ...
+
+class ComplianceInterval(_message.Message):
+    __slots__ = ("start", "end", "import_kw", "phase_current_a", "limit_kw", "over_kw", "import_without_event_kw")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    IMPORT_KW_FIELD_NUMBER: _ClassVar[int]
+    PHASE_CURRENT_A_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_KW_FIELD_NUMBER: _ClassVar[int]
+    OVER_KW_FIELD_NUMBER: _ClassVar[int]
+    IMPORT_WITHOUT_EVENT_KW_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    import_kw: float
+    phase_current_a: _containers.RepeatedScalarFieldContainer[float]
+    limit_kw: float
+    over_kw: float
+    import_without_event_kw: float
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., import_kw: _Optional[float] = ..., phase_current_a: _Optional[_Iterable[float]] = ..., limit_kw: _Optional[float] = ..., over_kw: _Optional[float] = ..., import_without_event_kw: _Optional[float] = ...) -> None: ...
+
+class LoweredConnector(_message.Message):
+    __slots__ = ("connector", "sessions", "energy_kwh", "energy_without_event_kwh", "max_reduction_a")
+    CONNECTOR_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_KWH_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_WITHOUT_EVENT_KWH_FIELD_NUMBER: _ClassVar[int]
+    MAX_REDUCTION_A_FIELD_NUMBER: _ClassVar[int]
+    connector: str
+    sessions: _containers.RepeatedScalarFieldContainer[str]
+    energy_kwh: float
+    energy_without_event_kwh: float
+    max_reduction_a: float
+    def __init__(self, connector: _Optional[str] = ..., sessions: _Optional[_Iterable[str]] = ..., energy_kwh: _Optional[float] = ..., energy_without_event_kwh: _Optional[float] = ..., max_reduction_a: _Optional[float] = ...) -> None: ...
+
+class EventCompliance(_message.Message):
+    __slots__ = ("site_id", "event", "limit_kw", "plan_start", "plan_end", "covered_from", "covered_until", "fully_covered", "intervals", "kwh_over", "peak_import_kw", "energy_kwh", "energy_without_event_kwh", "lowered", "solver", "counterfactual_solver")
+    SITE_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_KW_FIELD_NUMBER: _ClassVar[int]
+    PLAN_START_FIELD_NUMBER: _ClassVar[int]
+    PLAN_END_FIELD_NUMBER: _ClassVar[int]
+    COVERED_FROM_FIELD_NUMBER: _ClassVar[int]
+    COVERED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    FULLY_COVERED_FIELD_NUMBER: _ClassVar[int]
+    INTERVALS_FIELD_NUMBER: _ClassVar[int]
+    KWH_OVER_FIELD_NUMBER: _ClassVar[int]
+    PEAK_IMPORT_KW_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_KWH_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_WITHOUT_EVENT_KWH_FIELD_NUMBER: _ClassVar[int]
+    LOWERED_FIELD_NUMBER: _ClassVar[int]
+    SOLVER_FIELD_NUMBER: _ClassVar[int]
+    COUNTERFACTUAL_SOLVER_FIELD_NUMBER: _ClassVar[int]
+    site_id: str
+    event: CurtailmentEvent
+    limit_kw: float
+    plan_start: _timestamp_pb2.Timestamp
+    plan_end: _timestamp_pb2.Timestamp
+    covered_from: _timestamp_pb2.Timestamp
+    covered_until: _timestamp_pb2.Timestamp
+    fully_covered: bool
+    intervals: _containers.RepeatedCompositeFieldContainer[ComplianceInterval]
+    kwh_over: float
+    peak_import_kw: float
+    energy_kwh: float
+    energy_without_event_kwh: float
+    lowered: _containers.RepeatedCompositeFieldContainer[LoweredConnector]
+    solver: str
+    counterfactual_solver: str
+    def __init__(self, site_id: _Optional[str] = ..., event: _Optional[_Union[CurtailmentEvent, _Mapping]] = ..., limit_kw: _Optional[float] = ..., plan_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., covered_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., covered_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fully_covered: _Optional[bool] = ..., intervals: _Optional[_Iterable[_Union[ComplianceInterval, _Mapping]]] = ..., kwh_over: _Optional[float] = ..., peak_import_kw: _Optional[float] = ..., energy_kwh: _Optional[float] = ..., energy_without_event_kwh: _Optional[float] = ..., lowered: _Optional[_Iterable[_Union[LoweredConnector, _Mapping]]] = ..., solver: _Optional[str] = ..., counterfactual_solver: _Optional[str] = ...) -> None: ...
+
+class GetComplianceResponse(_message.Message):
+    __slots__ = ("compliance",)
+    COMPLIANCE_FIELD_NUMBER: _ClassVar[int]
+    compliance: EventCompliance
+    def __init__(self, compliance: _Optional[_Union[EventCompliance, _Mapping]] = ...) -> None: ...
+
+class GetFlexibilityRequest(_message.Message):
+    __slots__ = ("site_id", "node", "start", "end", "levels_kw")
+    SITE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_KW_FIELD_NUMBER: _ClassVar[int]
+    site_id: str
+    node: str
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    levels_kw: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, site_id: _Optional[str] = ..., node: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., levels_kw: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class FlexibilityLevel(_message.Message):
+    __slots__ = ("cap_kw", "peak_kw", "unmet_kwh", "extra_unmet_kwh", "sessions_short", "newly_short", "solver")
+    CAP_KW_FIELD_NUMBER: _ClassVar[int]
+    PEAK_KW_FIELD_NUMBER: _ClassVar[int]
+    UNMET_KWH_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_UNMET_KWH_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_SHORT_FIELD_NUMBER: _ClassVar[int]
+    NEWLY_SHORT_FIELD_NUMBER: _ClassVar[int]
+    SOLVER_FIELD_NUMBER: _ClassVar[int]
+    cap_kw: float
+    peak_kw: float
+    unmet_kwh: float
+    extra_unmet_kwh: float
+    sessions_short: int
+    newly_short: int
+    solver: str
+    def __init__(self, cap_kw: _Optional[float] = ..., peak_kw: _Optional[float] = ..., unmet_kwh: _Optional[float] = ..., extra_unmet_kwh: _Optional[float] = ..., sessions_short: _Optional[int] = ..., newly_short: _Optional[int] = ..., solver: _Optional[str] = ...) -> None: ...
+
+class GetFlexibilityResponse(_message.Message):
+    __slots__ = ("site_id", "node", "start", "end", "plan_start", "plan_end", "covered_from", "covered_until", "baseline_peak_kw", "baseline_unmet_kwh", "baseline_sessions_short", "min_feasible_kw", "levels")
+    SITE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    PLAN_START_FIELD_NUMBER: _ClassVar[int]
+    PLAN_END_FIELD_NUMBER: _ClassVar[int]
+    COVERED_FROM_FIELD_NUMBER: _ClassVar[int]
+    COVERED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_PEAK_KW_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_UNMET_KWH_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_SESSIONS_SHORT_FIELD_NUMBER: _ClassVar[int]
+    MIN_FEASIBLE_KW_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    site_id: str
+    node: str
+    start: _timestamp_pb2.Timestamp
+    end: _timestamp_pb2.Timestamp
+    plan_start: _timestamp_pb2.Timestamp
+    plan_end: _timestamp_pb2.Timestamp
+    covered_from: _timestamp_pb2.Timestamp
+    covered_until: _timestamp_pb2.Timestamp
+    baseline_peak_kw: float
+    baseline_unmet_kwh: float
+    baseline_sessions_short: int
+    min_feasible_kw: float
+    levels: _containers.RepeatedCompositeFieldContainer[FlexibilityLevel]
+    def __init__(self, site_id: _Optional[str] = ..., node: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., covered_from: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., covered_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., baseline_peak_kw: _Optional[float] = ..., baseline_unmet_kwh: _Optional[float] = ..., baseline_sessions_short: _Optional[int] = ..., min_feasible_kw: _Optional[float] = ..., levels: _Optional[_Iterable[_Union[FlexibilityLevel, _Mapping]]] = ...) -> None: ...

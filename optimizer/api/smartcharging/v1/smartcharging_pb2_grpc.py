@@ -521,6 +521,16 @@ class GridOperatorStub:
                 request_serializer=smartcharging_dot_v1_dot_smartcharging__pb2.SetPricesRequest.SerializeToString,
                 response_deserializer=smartcharging_dot_v1_dot_smartcharging__pb2.SetPricesResponse.FromString,
                 _registered_method=True)
+        self.GetCompliance = channel.unary_unary(
+                '/smartcharging.v1.GridOperator/GetCompliance',
+                request_serializer=smartcharging_dot_v1_dot_smartcharging__pb2.GetComplianceRequest.SerializeToString,
+                response_deserializer=smartcharging_dot_v1_dot_smartcharging__pb2.GetComplianceResponse.FromString,
+                _registered_method=True)
+        self.GetFlexibility = channel.unary_unary(
+                '/smartcharging.v1.GridOperator/GetFlexibility',
+                request_serializer=smartcharging_dot_v1_dot_smartcharging__pb2.GetFlexibilityRequest.SerializeToString,
+                response_deserializer=smartcharging_dot_v1_dot_smartcharging__pb2.GetFlexibilityResponse.FromString,
+                _registered_method=True)
 
 
 class GridOperatorServicer:
@@ -556,6 +566,23 @@ class GridOperatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCompliance(self, request, context):
+        """An event's compliance record: the planned import at its node against its limit over its
+        window, and the connectors it lowered (against a plan made without it). Cancelled or
+        unknown event: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFlexibility(self, request, context):
+        """A node's flexibility curve for a window: for each import cap, the planned peak and the
+        energy it costs (one solve per level, within the request's deadline).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GridOperatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -583,6 +610,16 @@ def add_GridOperatorServicer_to_server(servicer, server):
                     servicer.SetPrices,
                     request_deserializer=smartcharging_dot_v1_dot_smartcharging__pb2.SetPricesRequest.FromString,
                     response_serializer=smartcharging_dot_v1_dot_smartcharging__pb2.SetPricesResponse.SerializeToString,
+            ),
+            'GetCompliance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCompliance,
+                    request_deserializer=smartcharging_dot_v1_dot_smartcharging__pb2.GetComplianceRequest.FromString,
+                    response_serializer=smartcharging_dot_v1_dot_smartcharging__pb2.GetComplianceResponse.SerializeToString,
+            ),
+            'GetFlexibility': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFlexibility,
+                    request_deserializer=smartcharging_dot_v1_dot_smartcharging__pb2.GetFlexibilityRequest.FromString,
+                    response_serializer=smartcharging_dot_v1_dot_smartcharging__pb2.GetFlexibilityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -720,6 +757,60 @@ class GridOperator:
             '/smartcharging.v1.GridOperator/SetPrices',
             smartcharging_dot_v1_dot_smartcharging__pb2.SetPricesRequest.SerializeToString,
             smartcharging_dot_v1_dot_smartcharging__pb2.SetPricesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCompliance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smartcharging.v1.GridOperator/GetCompliance',
+            smartcharging_dot_v1_dot_smartcharging__pb2.GetComplianceRequest.SerializeToString,
+            smartcharging_dot_v1_dot_smartcharging__pb2.GetComplianceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFlexibility(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smartcharging.v1.GridOperator/GetFlexibility',
+            smartcharging_dot_v1_dot_smartcharging__pb2.GetFlexibilityRequest.SerializeToString,
+            smartcharging_dot_v1_dot_smartcharging__pb2.GetFlexibilityResponse.FromString,
             options,
             channel_credentials,
             insecure,
