@@ -11,10 +11,13 @@ stored site of 50 or 1,000 connectors (``benchmarks.workloads.tree_problem``, as
 
 "VTN -> VEN" is bounded by the poll interval (uniform in [0, poll] plus HTTP and parsing);
 "VEN -> plan" is what the adapter and the service add beyond the protocol's polling (mapping,
-GetSite, SubmitEvent, ListEvents, re-plan, stream). Goal: VEN -> plan p95 < 100 ms. Each event
-is a LOAD_CONTROL capacity share (0.5 / 0.6 / 0.7 of the grid node) over the next 4 h, cancelled
-(and its re-plan awaited) before the next, so every event meets the same plan. A random wait
-before each event spreads its creation over the poll phase.
+GetSite, SubmitEvent, re-plan, stream). Goal: VEN -> plan p95 < 100 ms. Each event is a
+LOAD_CONTROL capacity share (0.5 / 0.6 / 0.7 of the grid node) over the next 4 h, cancelled (and
+its re-plan awaited) before the next, so every event meets the same plan. A random wait before
+each event spreads its creation over the poll phase. The last column sends the same limits
+straight to ``SubmitEvent`` on the same server (the VEN still watching): the service's own part,
+so VEN -> plan minus that is the adapter's; "VEN received -> SubmitEvent sent" measures the
+adapter's part directly (mapping, GridLink's GetSite and validation).
 
 Run ``python -m benchmarks.bench_openadr2b [--events 50] [--sizes 50,1000] [--poll-s 1.0]``.
 """
@@ -31,13 +34,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from optimizer.api.convert import site_from_proto
 from optimizer.api.smartcharging.v1 import smartcharging_pb2 as pb
 from optimizer.api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
+from optimizer.core.compile import baseline_kw
 from optimizer.grid.openadr2b import OPT_IN, Decision, OptimizerVEN, VenConfig
 from tests.grid.test_openadr2b import VTN, Loop
 
-from .bench_grpc import CHANNEL_OPTIONS, EventToPlan, ServerProcess, seed_big_site
+from .bench_grpc import CHANNEL_OPTIONS, ServerProcess, seed_big_site
 
 PATIENCE_S = 60.0
 
@@ -81,6 +87,43 @@ class Versions:
         self.ch.close()
 
 
+def share(k: int) -> float:
+    return 0.5 + 0.1 * (k % 3)
+
+
+def _ts(d: datetime) -> Timestamp:
+    t = Timestamp()
+    t.FromDatetime(d)
+    return t
+
+
+def service_alone(target: str, site: str, events: int, poll_s: float, versions: Versions,
+                  rng: random.Random) -> list[float]:
+    """The same events (the share mapped to kW on the grid node) straight into SubmitEvent on
+    the same server, the VEN still connected and watching: SubmitEvent -> plan streamed."""
+    out = []
+    with grpc.insecure_channel(target, options=CHANNEL_OPTIONS) as ch:
+        grid = pb_grpc.GridOperatorStub(ch)
+        resp = pb_grpc.ChargingOptimizerStub(ch).GetSite(pb.GetSiteRequest(site_id=site))
+        base = baseline_kw(next(n for n in site_from_proto(resp.site).nodes if n.id == "grid"))
+        assert base is not None
+        for k in range(events + 2):
+            v0 = versions.latest()
+            time.sleep(rng.uniform(0, poll_s))
+            now = datetime.now(UTC).replace(microsecond=0)
+            ev = pb.CurtailmentEvent(id=f"direct-{k}", node="grid", start=_ts(now),
+                                     end=_ts(now + timedelta(hours=4)),
+                                     limit_kw=round(share(k) * base, 6))
+            t0 = time.perf_counter()
+            grid.SubmitEvent(pb.SubmitEventRequest(site_id=site, event=ev), timeout=30)
+            streamed, version = versions.after(v0)
+            if k >= 2:
+                out.append(streamed - t0)
+            grid.CancelEvent(pb.CancelEventRequest(site_id=site, event_id=ev.id), timeout=30)
+            versions.after(version)
+    return out
+
+
 def pct(xs: list[float], q: float) -> float:
     s = sorted(xs)
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
@@ -96,9 +139,19 @@ def run_size(loop: Loop, vtn: VTN, n: int, events: int, poll_s: float, tmp: Path
     got: dict[tuple[str, int], Decision] = {}
     ven.listeners.append(lambda d: got.__setitem__((d.event_id, d.modification), d))
     versions = Versions(srv.target, site)
-    total, receive, beyond = [], [], []
+    total, receive, beyond, adapter = [], [], [], []
+    sent: dict[str, float] = {}
     try:
         loop.run(ven.start(), PATIENCE_S)
+        # benchmark-only probe: when the VEN's GridLink hands the event to the service
+        assert ven.link is not None
+        stub = ven.link._grid
+        submit = stub.SubmitEvent
+
+        def probe(req: pb.SubmitEventRequest, **kw: object) -> object:
+            sent.setdefault(req.event.id, time.perf_counter())
+            return submit(req, **kw)
+        stub.SubmitEvent = probe
         ven_id = f"ven-bench{n}"
         rng = random.Random(n)
         for k in range(events + 2):  # the first two warm the path
@@ -109,7 +162,7 @@ def run_size(loop: Loop, vtn: VTN, n: int, events: int, poll_s: float, tmp: Path
             created = time.perf_counter()
             vtn.add_event(ven_id, eid, "LOAD_CONTROL", "x-loadControlCapacity",
                           [{"dtstart": now, "duration": timedelta(hours=4),
-                            "signal_payload": 0.5 + 0.1 * (k % 3)}])
+                            "signal_payload": share(k)}])
             streamed, version = versions.after(v0)
             if vtn.wait_opt(eid) != OPT_IN:
                 raise RuntimeError(f"{eid}: {ven.reasons}")
@@ -118,15 +171,11 @@ def run_size(loop: Loop, vtn: VTN, n: int, events: int, poll_s: float, tmp: Path
                 total.append(streamed - created)
                 receive.append(d.received - created)
                 beyond.append(streamed - d.received)
+                adapter.append(sent[f"openadr2b:{eid}#0"] - d.received)
             vtn.cancel(ven_id, eid)
             vtn.wait_opt(eid, 2)
             versions.after(version)  # the cancellation's re-plan, before the next event
-        # the service alone on the same server (VEN still watching): SubmitEvent -> plan
-        e2p = EventToPlan(srv.target, site)
-        try:
-            service = [e2p.once() for _ in range(22)][2:]
-        finally:
-            e2p.close()
+        service = service_alone(srv.target, site, events, poll_s, versions, rng)
     finally:
         versions.close()
         loop.run(ven.stop(), PATIENCE_S)
@@ -137,6 +186,8 @@ def run_size(loop: Loop, vtn: VTN, n: int, events: int, poll_s: float, tmp: Path
             "recv_p50": statistics.median(receive) * ms, "recv_p95": pct(receive, 0.95) * ms,
             "beyond_p50": statistics.median(beyond) * ms, "beyond_p95": pct(beyond, 0.95) * ms,
             "beyond_max": max(beyond) * ms,
+            "adapter_p50": statistics.median(adapter) * ms,
+            "adapter_p95": pct(adapter, 0.95) * ms,
             "service_p50": statistics.median(service) * ms,
             "service_p95": pct(service, 0.95) * ms}
 
@@ -144,14 +195,16 @@ def run_size(loop: Loop, vtn: VTN, n: int, events: int, poll_s: float, tmp: Path
 def table(rows: list[dict[str, float]]) -> str:
     out = ["| connectors | poll | events | VTN event -> plan streamed p50 / p95 | "
            "VTN -> VEN received p50 / p95 | VEN received -> plan streamed p50 / p95 (max) | "
+           "of which VEN received -> SubmitEvent sent p50 / p95 | "
            "service alone: SubmitEvent -> plan p50 / p95 |",
-           "|---:|---:|---:|---:|---:|---:|---:|"]
+           "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['connectors']:,} | {r['poll_s']:g} s | {r['events']} | "
                    f"{r['total_p50']:.0f} / {r['total_p95']:.0f} ms | "
                    f"{r['recv_p50']:.0f} / {r['recv_p95']:.0f} ms | "
                    f"{r['beyond_p50']:.1f} / {r['beyond_p95']:.1f} ms "
                    f"({r['beyond_max']:.1f}) | "
+                   f"{r['adapter_p50']:.1f} / {r['adapter_p95']:.1f} ms | "
                    f"{r['service_p50']:.1f} / {r['service_p95']:.1f} ms |")
     return "\n".join(out)
 

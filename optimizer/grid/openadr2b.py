@@ -55,15 +55,17 @@ unit, NaN/negative/out-of-range payloads, overlapping intervals, a share on a no
 a modification older than the one held, or a service still unreachable after ``apply_timeout_s``.
 An optOut changes nothing stored (a refused modification leaves the previous one in force; only a
 service failing half-way through a multi-interval event can leave some of its intervals stored,
-the safe side, settled by the VTN's next modification or cancellation). The
-reason goes in the eventResponse's ``responseDescription`` (openleadr's handler API has no field
-for it; see :class:`_Client`) and in the log. Price signals next to a load signal are ignored;
-an event with nothing but prices is an optOut.
+the safe side, settled by the VTN's next modification or cancellation). openleadr repeats an
+answer for a modification it has answered, so an optOut for an unreachable service is retried by
+the VTN's next modification or a VEN restart (which re-reads every event). The reason goes in the
+eventResponse's ``responseDescription`` (openleadr's handler API has no field for it; see
+:class:`_Client`) and in the log. Price signals next to a load signal are ignored; an event with
+nothing but prices is an optOut.
 
 Reports: one TELEMETRY_USAGE report, resource id = site, ``powerReal`` in kW (``siScaleCode``
-k), readingType Projected: the node's planned import at each sample
-(:mod:`~optimizer.grid.openadr2b_telemetry` says how it is computed from the plan's connector
-profiles). Samples are skipped while the site has no plan.
+k), readingType Projected, sampled every 1 s to 1 h as the VTN asks: the node's planned import
+at each sample (:mod:`~optimizer.grid.openadr2b_telemetry` says how it is computed from the
+plan's connector profiles). Samples are skipped while the site has no plan.
 
 Not supported: measured import (the service stores ``Session.measured_current_a`` but its gRPC
 API returns it nowhere, and an adapter may only use the API), LOAD_DISPATCH, BID_*,
