@@ -46,6 +46,7 @@ PATIENCE_S = 30.0
 POLL_S = 0.2
 SITE = "oadr"
 logging.getLogger("openleadr").setLevel(logging.WARNING)  # it logs every poll at INFO
+pytestmark = pytest.mark.filterwarnings("ignore:It is recommended to use web.AppKey")  # openleadr
 
 
 # --- harness: loop, VTN, plan stream -------------------------------------------------------------
@@ -628,10 +629,10 @@ def test_cli_process_registers_and_opts_in(vtn: VTN, target: str, tmp_path: Path
         t0, t1 = window()
         vtn.add_event("ven-cli", "ev-cli", "SIMPLE", "level",
                       [{"dtstart": t0, "duration": t1 - t0, "signal_payload": 1}])
-        assert vtn.wait_opt("ev-cli") == OPT_IN, log.read_text()
-        assert held(target)["openadr2b:ev-cli#0"] == (13.8, 0, t0, t1)  # 1=0.5 from the file
-        vtn.cancel("ven-cli", "ev-cli")
-        assert vtn.wait_opt("ev-cli", 2) == OPT_IN
+        assert vtn.wait_opt("ev-cli") == OPT_IN, (vtn.response("ev-cli", 0), log.read_text())
+        assert held(target).get("openadr2b:ev-cli#0") == (13.8, 0, t0, t1), log.read_text()
+        vtn.cancel("ven-cli", "ev-cli")  # 13.8 kW: 1=0.5 from the file, of the 27.6 kW node
+        assert vtn.wait_opt("ev-cli", 2) == OPT_IN, log.read_text()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(PATIENCE_S) == 0, log.read_text()
     finally:
@@ -652,3 +653,11 @@ def test_cli_refuses_bad_settings(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["--config", str(bad)]) == 2
     assert "colour" in capsys.readouterr().err
     assert build_parser().prog == "python -m optimizer.grid.openadr2b"
+
+
+def test_cli_exits_1_when_the_site_has_no_such_node(vtn: VTN, target: str) -> None:
+    from optimizer.grid.openadr2b import main
+    assert main(["--vtn", vtn.url, "--ven-name", "x", "--site", SITE, "--node", "nowhere",
+                 "--optimizer", target, "--log-level", "error"]) == 1
+    assert main(["--vtn", vtn.url, "--ven-name", "x", "--site", "no-such-site", "--node",
+                 "grid", "--optimizer", target, "--log-level", "error"]) == 1
