@@ -27,11 +27,21 @@ touches only its own row of it, which keeps the working set in cache. Cost: O(N*
 O(rows per session) per increment.
 
 **Improvement (``_shift``).** After the rounds, a session still short of its need looks at its
-slots where a row blocks it and asks the other members of that row that draw in the slot to move
-current to their own free slots: the donor drops there by what the short session lacks (or to 0,
-as a new slot may need its whole minimum current), refills its lost energy in its other slots,
-then the short session refills. The move is kept if the short session gained and the donor kept
-all its energy, else undone exactly. A work budget (about two visits per plan cell) bounds it.
+slots, cheapest first, for three kinds of move, each kept only if it helps and undone exactly
+otherwise; a work budget (about two visits per plan cell, and at least ``SHIFT_WORK_MIN``) bounds
+them. *Move a donor:* where a row blocks it, the other members of that row that draw in the slot
+drop there by what the short session lacks (or to 0, as a new slot may need its whole minimum
+current) and refill their lost energy in their other slots, then the short session refills; kept if
+it gained and the donor kept all its energy. *Trade:* a session that leaves at least its quantum of
+a row's headroom unused because its next allowed current (the next level of a discrete set, or its
+minimum from 0) does not fit may have one donor drop by just the shortfall; kept if it gains more
+kWh than the donor loses, weighted by priority too (so a continuous car at 9 A gives up 0.2 A so
+that a discrete car can hold 16 A instead of 8 A). *Gather:* a session whose remaining energy is
+too little for its minimum current in a free slot lowers its own current in its other slots,
+dearest first, by what it lacks, and takes the slot; kept if it ends with more energy (a remainder
+below one slot's minimum is delivered, not lost). Every accepted move raises the plan's energy, so
+none undoes another. A lowered member can lengthen a phasor row its coefficient points against:
+such a step is refused.
 
 **Repair (``polish``).** Takes any current matrix (typically a continuous LP solution, which may be
 off-grid and may slightly exceed phasor limits because the LP uses a polygon) and returns a plan

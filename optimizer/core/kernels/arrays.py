@@ -28,6 +28,9 @@ ROW_TOL = 1e-9
 REPAIR_SWEEPS = 12
 #: Work budget of the improvement pass, in slot visits per cell of the [N, T] plan.
 SHIFT_WORK = 2
+#: ... plus this many, so that a small plan over a long horizon (one tried move costs ~4*T
+#: visits however few slots its two sessions are present in) is not cut short (well under 1 ms).
+SHIFT_WORK_MIN = 100_000
 #: Cost keys are rounded to this before ordering slots (equal prices -> time order).
 COST_ROUND = 1e-6
 
@@ -42,6 +45,7 @@ class Sessions(NamedTuple):
     lev_val: F64
     weight: F64  # [N]
     quantum: F64  # [N] step per turn (A): quantum_a * weight / smallest weight
+    kwpa: F64  # [N] kW per A (energy of an A*h, to compare sessions in the improvement pass)
 
 
 class Rows(NamedTuple):

@@ -27,7 +27,17 @@ from ..model import (
     TimeValue,
     Wiring,
 )
-from .arrays import COST_ROUND, F64, I64, MIN_STEP_A, REM_TOL_AH, SHIFT_WORK, Rows, Sessions
+from .arrays import (
+    COST_ROUND,
+    F64,
+    I64,
+    MIN_STEP_A,
+    REM_TOL_AH,
+    SHIFT_WORK,
+    SHIFT_WORK_MIN,
+    Rows,
+    Sessions,
+)
 from .fill import _fill_slots
 from .repair import _repair, _sanitize
 from .shift import _shift
@@ -156,6 +166,7 @@ def _sessions(c: Compiled, quantum_a: float = 1.0) -> Sessions:
         _c64(c.lev_val),
         w,
         quantum_a * np.maximum(w / ref, 1e-3),
+        _c64(c.kw_per_a),
     )
 
 
@@ -204,7 +215,7 @@ def _plan(c: Compiled, x: F64, rem: F64, quantum_a: float, improve: bool, repair
     # short: could still take one more step somewhere (not just a leftover below the grid)
     short = seq[rem[seq] >= _smallest_steps(s.grid, s.lev_ptr, s.lev_val)[seq] * hmin[seq]]
     if improve and short.size:
-        _shift(x, rem, short, order, s, r, SHIFT_WORK * c.n * c.t + 10_000)
+        _shift(x, rem, short, order, s, r, SHIFT_WORK * c.n * c.t + SHIFT_WORK_MIN)
 
 
 def _check_quantum(quantum_a: float) -> float:

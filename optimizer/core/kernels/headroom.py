@@ -11,7 +11,7 @@ import math
 
 import numba
 
-from .arrays import F64, I64, Rows
+from .arrays import F64, I64, ROW_TOL, Rows
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -29,6 +29,24 @@ def _step_room(zr: float, zi: float, cr: float, ci: float, lim: float) -> float:
     # upper root of cc d^2 + 2 b d - gap = 0, in the form without cancellation
     d = gap / (b + sq) if b > 0.0 else (sq - b) / cc
     return d if d > 0.0 else 0.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _step_down(zr: float, zi: float, cr: float, ci: float, lim: float) -> float:
+    """Smallest d >= 0 with |z - c d| <= lim (0 if |z| <= lim already, inf if lowering along c
+    cannot get there): how far one member must drop to bring an over-limit phasor back."""
+    over = zr * zr + zi * zi - lim * lim  # |z|^2 - L^2
+    if over <= 0.0:
+        return 0.0
+    cc = cr * cr + ci * ci
+    b = zr * cr + zi * ci
+    if b <= 0.0 or cc <= 0.0:
+        return math.inf
+    disc = b * b - cc * over
+    if disc < 0.0:
+        return math.inf
+    # lower root of cc d^2 - 2 b d + over = 0, in the form without cancellation
+    return over / (b + math.sqrt(disc))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -62,6 +80,19 @@ def _cap_rows(
             if cap < floor_at:
                 return cap
     return cap
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rows_hold(sess_ptr: I64, e_k: I64, room: F64, z: F64, i: int, t: int) -> bool:
+    """Whether every phasor row of session i holds at t (after lowering i: lowering a member whose
+    coefficient points against the row's phasor lengthens it; linear rows only gain room)."""
+    for e in range(sess_ptr[i], sess_ptr[i + 1]):
+        j = e_k[e, 1]
+        if j >= 0:
+            lim = room[t, e_k[e, 0]]
+            if math.hypot(z[t, j, 0], z[t, j, 1]) > lim + ROW_TOL * max(lim, 1.0):
+                return False
+    return True
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

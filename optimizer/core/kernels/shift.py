@@ -1,8 +1,12 @@
-"""Improvement: move a blocking neighbour's current out of a contested slot.
+"""Improvement: move a blocking neighbour's current out of a contested slot, trade a little of it
+for a lumpy step, or gather a session's own energy for a new slot's minimum current.
 
-After the rounds, a session still short of its need asks the other members of the row that
-blocks it to move current to their own free slots; a move is kept only if the short session gained
-and the donor kept all its energy, else ``_undo`` restores both exactly.
+After the rounds, a session still short of its need asks the other members of the row that blocks
+it to move current to their own free slots (kept only if the short session gained and the donor
+kept all its energy); failing that, if it leaves at least its quantum of the row's headroom unused
+because its next allowed current does not fit, one donor gives up just the shortfall (``_trade``:
+kept if the energy delivered grows); and a remainder too small for a free slot's minimum current is
+gathered from its own other slots (``_gather``). Whatever is not kept, ``_undo`` restores exactly.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ import numpy as np
 
 from ..compile import GRID_EPS
 from .arrays import F64, I64, REM_TOL_AH, Rows, Sessions
-from .currents import _above_i, _floor_i
+from .currents import _above_i, _below_i, _floor_i
 from .fill import _fill_one
-from .headroom import _apply, _entry_room
+from .headroom import _apply, _cap_rows, _entry_room, _rows_hold, _step_down
 
 
 @numba.njit(cache=True, nogil=True)
@@ -31,6 +35,129 @@ def _undo(x: F64, r: Rows, i: int, before: F64) -> None:
 
 
 @numba.njit(cache=True, nogil=True)
+def _gather(
+    x: F64, rem: F64, i: int, t: int, nxt: float, order: I64, s: Sessions, r: Rows, before: F64
+) -> bool:
+    """Session i has too little energy left for its next allowed current ``nxt`` at t (which its
+    rows admit there): lower i in its other slots, dearest first, by what it lacks, raise t to
+    ``nxt`` and refill. Kept (True) if i ends with more energy: a remainder below one slot's
+    minimum current is then delivered instead of lost. Else undone. ``before``: scratch [T]."""
+    hours, grid, lev_ptr, lev_val = s.hours, s.grid, s.lev_ptr, s.lev_val
+    sess_ptr, e_k, e_f, room, z = r.sess_ptr, r.e_k, r.e_f, r.room, r.z
+    T = x.shape[1]
+    h = hours[i, t]
+    xi = x[i, t]
+    rem0 = rem[i]
+    want = (nxt - xi) * h - rem0  # A*h to take from i's other slots
+    for u in range(T):
+        before[u] = x[i, u]
+    ok = True
+    p = T - 1
+    while want > 0.0 and p >= 0:
+        u = order[p]
+        p -= 1
+        v = x[i, u]
+        if u == t or v <= 0.0:
+            continue
+        hu = hours[i, u]
+        nv = _floor_i(grid, lev_ptr, lev_val, i, v - want / hu - 2 * GRID_EPS)
+        if nv >= v:
+            nv = _below_i(grid, lev_ptr, lev_val, i, v)
+        x[i, u] = nv
+        _apply(sess_ptr, e_k, e_f, room, z, i, u, nv - v)
+        rem[i] += (v - nv) * hu
+        want -= (v - nv) * hu
+        if not _rows_hold(sess_ptr, e_k, room, z, i, u):
+            ok = False
+            break
+    if ok and want <= 0.0:
+        x[i, t] = nxt
+        rem[i] -= (nxt - xi) * h
+        _apply(sess_ptr, e_k, e_f, room, z, i, t, nxt - xi)
+        _fill_one(x, rem, i, order, -1, s, r)
+        if rem[i] < rem0 - 1e-9:
+            return True
+    _undo(x, r, i, before)
+    rem[i] = rem0
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def _trade(
+    x: F64,
+    rem: F64,
+    i: int,
+    t: int,
+    eb: int,
+    gap: float,
+    order: I64,
+    s: Sessions,
+    r: Rows,
+    xi_before: F64,
+    xj_before: F64,
+) -> int:
+    """Session i's next allowed current misses row ``e_k[eb]`` at t by ``gap`` A: let one donor j
+    of that row drop by just what makes it fit, if that delivers more energy than it costs.
+
+    Tries the row's members drawing in t in turn: j drops by the least that lets i's next
+    allowed current fit the row (floored to j's grid), refills elsewhere, then i refills. Kept
+    if the energy i gained exceeds, in kWh, what j lost, and does so weighted by priority too;
+    else undone. Returns the number of donors tried, positive if the last one was kept, else
+    negative (or 0). ``xi_before`` and ``xj_before`` are scratch [T] arrays.
+    """
+    hours, grid, lev_ptr, lev_val = s.hours, s.grid, s.lev_ptr, s.lev_val
+    weight, kwpa = s.weight, s.kwpa
+    sess_ptr, e_k, e_f, room, z = r.sess_ptr, r.e_k, r.e_f, r.room, r.z
+    row_ptr, row_idx, r_f = r.row_ptr, r.row_idx, r.r_f
+    T = x.shape[1]
+    kb = e_k[eb, 0]
+    jb = e_k[eb, 1]
+    step = _above_i(grid, lev_ptr, lev_val, i, x[i, t]) - x[i, t]
+    tried = 0
+    for q in range(row_ptr[kb], row_ptr[kb + 1]):
+        j = row_idx[q]
+        xj = x[j, t]
+        if j == i or xj <= 0.0:
+            continue
+        if jb < 0:  # the row lacks gap * |c_i| of room
+            d = gap * e_f[eb, 2] / r_f[q, 2]
+        else:  # the row's phasor with i at its next current, brought back by j alone
+            d = _step_down(
+                z[t, jb, 0] + e_f[eb, 0] * step,
+                z[t, jb, 1] + e_f[eb, 1] * step,
+                r_f[q, 0],
+                r_f[q, 1],
+                room[t, kb],
+            )
+        if not d < xj + GRID_EPS:
+            d = xj  # j alone cannot make room short of zero (or not even then: i's fill fails)
+        low = _floor_i(grid, lev_ptr, lev_val, j, xj - d)
+        if low >= xj:
+            continue
+        tried += 1
+        for u in range(T):
+            xj_before[u] = x[j, u]
+            xi_before[u] = x[i, u]
+        rem_j0 = rem[j]
+        rem_i0 = rem[i]
+        x[j, t] = low
+        rem[j] += (xj - low) * hours[j, t]
+        _apply(sess_ptr, e_k, e_f, room, z, j, t, low - xj)
+        if _rows_hold(sess_ptr, e_k, room, z, j, t):
+            _fill_one(x, rem, j, order, t, s, r)
+            _fill_one(x, rem, i, order, -1, s, r)
+            gain = (rem_i0 - rem[i]) * kwpa[i]
+            loss = (rem[j] - rem_j0) * kwpa[j]
+            if gain > max(loss, 0.0) + 1e-9 and weight[i] * gain >= weight[j] * loss:
+                return tried
+        _undo(x, r, j, xj_before)
+        _undo(x, r, i, xi_before)
+        rem[j] = rem_j0
+        rem[i] = rem_i0
+    return -tried
+
+
+@numba.njit(cache=True, nogil=True)
 def _shift(x: F64, rem: F64, seq: I64, order: I64, s: Sessions, r: Rows, budget: int) -> int:
     """For short sessions, free room in blocked slots by moving donors elsewhere; returns moves.
 
@@ -39,8 +166,12 @@ def _shift(x: F64, rem: F64, seq: I64, order: I64, s: Sessions, r: Rows, budget:
     lacks (at least i's quantum), or, if that fails, to zero (a new slot of j may need its whole
     minimum current); j refills its lost energy in its other slots, then i refills. The move is
     kept if i gained and j kept all its energy (so nobody pays for it, and no car is starved by
-    this pass); otherwise both sessions' currents and the row state are restored. ``budget``
-    bounds the work (slot visits).
+    this pass); otherwise both sessions' currents and the row state are restored. If no donor
+    can do that and i leaves at least its quantum of k's headroom unused (its next allowed
+    current does not fit), ``_trade`` lets one donor give up just the shortfall when that
+    delivers more energy than it costs. If i cannot take its minimum current in a free slot t
+    for lack of remaining energy, ``_gather`` takes it from i's other slots (tried again only
+    for shorter slots once it failed). ``budget`` bounds the work (slot visits).
     """
     hours, ub, grid, lev_ptr, lev_val = s.hours, s.ub, s.grid, s.lev_ptr, s.lev_val
     quantum = s.quantum
@@ -54,6 +185,7 @@ def _shift(x: F64, rem: F64, seq: I64, order: I64, s: Sessions, r: Rows, budget:
     for a in range(seq.shape[0]):
         i = seq[a]
         pos = 0
+        h_fail = math.inf
         while pos < T and rem[i] > REM_TOL_AH and work < budget:
             t = order[pos]
             h = hours[i, t]
@@ -63,7 +195,23 @@ def _shift(x: F64, rem: F64, seq: I64, order: I64, s: Sessions, r: Rows, budget:
                 pos += 1
                 continue
             nxt = _above_i(grid, lev_ptr, lev_val, i, xi)
-            if nxt > ub[i, t] + GRID_EPS or xi + rem[i] / h < nxt - GRID_EPS:
+            if nxt > ub[i, t] + GRID_EPS:
+                pos += 1
+                continue
+            if xi + rem[i] / h < nxt - GRID_EPS:  # too little left for the next current here
+                # a new slot needs its whole minimum current: gather it from i's other slots
+                # (once per slot length that failed: a longer slot needs more)
+                if (
+                    xi == 0.0
+                    and h < h_fail
+                    and _cap_rows(sess_ptr, e_k, e_f, room, z, i, t, xi, nxt, nxt - GRID_EPS)
+                    >= nxt - GRID_EPS
+                ):
+                    work += 4 * T
+                    if _gather(x, rem, i, t, nxt, order, s, r, xi_before):
+                        moves += 1
+                        continue
+                    h_fail = h
                 pos += 1
                 continue
             # the tightest row that keeps i from its next allowed current
@@ -109,18 +257,27 @@ def _shift(x: F64, rem: F64, seq: I64, order: I64, s: Sessions, r: Rows, budget:
                     x[j, t] = low
                     rem[j] += (xj - low) * hours[j, t]
                     _apply(sess_ptr, e_k, e_f, room, z, j, t, low - xj)
-                    _fill_one(x, rem, j, order, t, s, r)
-                    _fill_one(x, rem, i, order, -1, s, r)
-                    if rem_i0 - rem[i] > 1e-9 and rem[j] <= rem_j0 + 1e-9:
-                        moves += 1
-                        done = True
-                        break
+                    if _rows_hold(sess_ptr, e_k, room, z, j, t):
+                        _fill_one(x, rem, j, order, t, s, r)
+                        _fill_one(x, rem, i, order, -1, s, r)
+                        if rem_i0 - rem[i] > 1e-9 and rem[j] <= rem_j0 + 1e-9:
+                            moves += 1
+                            done = True
+                            break
                     _undo(x, r, j, xj_before)
                     _undo(x, r, i, xi_before)
                     rem[j] = rem_j0
                     rem[i] = rem_i0
                 if done:
                     break
+            if not done and worst >= quantum[i]:
+                tried = _trade(
+                    x, rem, i, t, eb, nxt - xi - worst, order, s, r, xi_before, xj_before
+                )
+                work += 4 * T * abs(tried)
+                if tried > 0:
+                    moves += 1
+                    done = True
             if not done:
                 pos += 1
     return moves
