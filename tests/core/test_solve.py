@@ -210,7 +210,9 @@ def test_fast_path_energy_is_close_to_the_lp_bound(p: Problem) -> None:
         real.append(float(delivered_kwh(c, kernels.polish(c, milp.x)).sum()))
     best = max(real)
     if bound > 5.0:  # below that, one step of a discrete set dominates the ratio
-        QUALITY.append((got / bound, got / max(best, 1e-9)))
+        # No real plan delivers anything (e.g. a minimum current above what a limit allows,
+        # which the continuous bound ignores): fast matches the best real plan, not 0 % of it.
+        QUALITY.append((got / bound, got / best if best > 1e-9 else 1.0))
         assert got >= 0.8 * best
 
 
