@@ -222,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
           render_grpc(data), "",
           "Replay (whole-system) figures: see `reports/README.md` "
           "(`python -m optimizer.sim.replay ...`).", ""]
+    protocols = here / "grid_protocols.md"  # measured by its own command, named inside
+    if protocols.exists():
+        md += [protocols.read_text()]
     Path(a.out).write_text("\n".join(md))
     print(f"wrote {a.out}")
     return 0
