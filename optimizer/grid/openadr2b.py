@@ -9,14 +9,14 @@ The site operator runs one process next to the optimizer service and gives the D
         [--simple-levels 1=0.75,2=0.5,3=0.25] [--poll-s N] [--cert C --key K --ca-file CA] \\
         [--config FILE]
 
-It registers with the VTN (``oadrCreatePartyRegistration``, HTTP pull), offers a TELEMETRY_USAGE
-report, polls (every ``--poll-s`` seconds, else the VTN's ``oadrRequestedOadrPollFreq``) and turns
-every event into limits on node ``--node`` of site ``--site`` through
-:class:`~optimizer.grid.link.GridLink` (the adapters' one way into the service). ``--config``
-reads the same keys (``vtn``, ``ven_name``, ``site``, ``node``, ``optimizer``,
+It registers with the VTN (``oadrCreatePartyRegistration``, HTTP pull), offers two TELEMETRY_USAGE
+reports (planned and measured import), polls (every ``--poll-s`` seconds, else the VTN's
+``oadrRequestedOadrPollFreq``) and turns every event into limits on node ``--node`` of site
+``--site`` through :class:`~optimizer.grid.link.GridLink` (the adapters' one way into the service).
+``--config`` reads the same keys (``vtn``, ``ven_name``, ``site``, ``node``, ``optimizer``,
 ``simple_levels``, ``poll_s``, ``ven_id``, ``cert``, ``key``, ``passphrase``, ``ca_file``,
-``vtn_fingerprint``) from a JSON or TOML file, from its ``openadr2b`` section if it has one;
-flags override the file.
+``vtn_fingerprint``) from a JSON or TOML file, from its ``openadr2b`` section if it has one; flags
+override the file.
 
 Mapping (OpenADR 2.0b -> the product's event model)
 ---------------------------------------------------
@@ -62,17 +62,29 @@ eventResponse's ``responseDescription`` (openleadr's handler API has no field fo
 :class:`_Client`) and in the log. Price signals next to a load signal are ignored; an event with
 nothing but prices is an optOut.
 
-Reports: one TELEMETRY_USAGE report, resource id = site, ``powerReal`` in kW (``siScaleCode``
-k), readingType Projected, sampled every 1 s to 1 h as the VTN asks: the node's planned import
-at each sample (:mod:`~optimizer.grid.openadr2b_telemetry` says how it is computed from the
-plan's connector profiles). Samples are skipped while the site has no plan.
+Reports: two TELEMETRY_USAGE reports, resource id = site, ``powerReal`` in kW
+(``siScaleCode`` k), sampled every 1 s to 1 h as the VTN asks (each its own
+reportSpecifierID, so the VTN may request either or both):
 
-Not supported: measured import (the service stores ``Session.measured_current_a`` but its gRPC
-API returns it nowhere, and an adapter may only use the API), LOAD_DISPATCH, BID_*,
-CHARGE_STATE, ``x-loadControlLevelOffset`` / ``x-loadControlPercentOffset``, more than one
-LOAD_CONTROL (or SIMPLE) signal per event, open-ended events (duration 0), event targets
-(every event the VTN sends this VEN applies to ``--node``), ramp-up/recovery periods, the push
-(HTTP server) transport, XMPP, oadrCreateOpt availability schedules.
+- ``<site>:<node>:planned`` (rID ``<site>:<node>:planned_kw``), readingType Projected: the
+  node's planned import at each sample, from the plan's connector profiles. Samples are skipped
+  while the site has no plan.
+- ``<site>:<node>:measured`` (rID ``<site>:<node>:measured_kw``), readingType Summed (the sum of
+  several chargers' readings; "Direct Read" means a monotonic register in OpenADR): the node's
+  measured import, the sum over the sessions below the node that have a
+  ``Session.measured_current_a`` (as the CSMS last set it with ``UpdateSession``; read with
+  ``ListSessions`` at each sample) of measured A x kW per A. It is the sum of what was
+  reported: sessions without a measurement add nothing, and while no session below the node has
+  one the sample is skipped (as the planned report does without a plan).
+
+:mod:`~optimizer.grid.openadr2b_telemetry` says how both figures are computed (kW per A of each
+connector, the phases counted).
+
+Not supported: LOAD_DISPATCH, BID_*, CHARGE_STATE, ``x-loadControlLevelOffset`` /
+``x-loadControlPercentOffset``, more than one LOAD_CONTROL (or SIMPLE) signal per event,
+open-ended events (duration 0), event targets (every event the VTN sends this VEN applies to
+``--node``), ramp-up/recovery periods, the push (HTTP server) transport, XMPP, oadrCreateOpt
+availability schedules, a measured import of loads other than the sessions' cars.
 """
 
 from __future__ import annotations
@@ -276,7 +288,8 @@ class _Client(OpenADRClient):  # type: ignore[misc]
 
 class OptimizerVEN:
     """One VEN for one node of one site: events in through openleadr, limits out through
-    :class:`GridLink`, planned import back as a report. ``await start()`` / ``await stop()``."""
+    :class:`GridLink`, planned and measured import back as reports. ``await start()`` /
+    ``await stop()``."""
 
     def __init__(self, config: VenConfig) -> None:
         self.config = config
@@ -336,16 +349,25 @@ class OptimizerVEN:
         c.add_handler("on_event", self.handle_event)
         c.add_handler("on_update_event", self.handle_event)
         tag = f"{cfg.site}:{cfg.node}"
-        c.add_report(
-            callback=self._report_planned, resource_id=cfg.site,
-            measurement=replace(enums.MEASUREMENTS.POWER_REAL, scale="k"),  # a copy: openleadr
-            scale="k", unit="W",  # sets the scale on the object it gets, a shared enum member
-            report_specifier_id=f"{tag}:planned", r_id=f"{tag}:planned_kw",
-            report_name=enums.REPORT_NAME.TELEMETRY_USAGE,
-            reading_type=enums.READING_TYPE.PROJECTED, report_type=enums.REPORT_TYPE.USAGE,
-            report_duration=timedelta(hours=1),
-            sampling_rate=objects.SamplingRate(min_period=timedelta(seconds=cfg.report_min_s),
-                                               max_period=timedelta(hours=1), on_change=False))
+        # Two reports of one data point each, not one report of two: openleadr buffers an
+        # incremental report until it holds exactly (data points x samples) values, so a report
+        # whose points skip samples independently could overshoot that count and never be sent.
+        reports: tuple[tuple[str, str, Callable[[], Any]], ...] = (
+            ("planned", enums.READING_TYPE.PROJECTED, self._report_planned),
+            ("measured", enums.READING_TYPE.SUMMED, self._report_measured),
+        )
+        for what, reading_type, callback in reports:
+            c.add_report(
+                callback=callback, resource_id=cfg.site,
+                measurement=replace(enums.MEASUREMENTS.POWER_REAL, scale="k"),  # a copy:
+                scale="k", unit="W",  # openleadr sets the scale on the object, an enum member
+                report_specifier_id=f"{tag}:{what}", r_id=f"{tag}:{what}_kw",
+                report_name=enums.REPORT_NAME.TELEMETRY_USAGE,
+                reading_type=reading_type, report_type=enums.REPORT_TYPE.USAGE,
+                report_duration=timedelta(hours=1),
+                sampling_rate=objects.SamplingRate(
+                    min_period=timedelta(seconds=cfg.report_min_s),
+                    max_period=timedelta(hours=1), on_change=False))
         return c
 
     async def _register(self) -> None:
@@ -454,6 +476,13 @@ class OptimizerVEN:
         """One sample: (now, planned kW at the node); none while the site has no plan."""
         now = datetime.now(UTC)
         kw = self.plans.planned_kw(now) if self.plans is not None else None
+        return [] if kw is None else [(now, round(kw, 3))]
+
+    async def _report_measured(self) -> list[tuple[datetime, float]]:
+        """One sample: (now, measured kW at the node); none while no session below the node
+        has a measured current (or the service does not answer)."""
+        now = datetime.now(UTC)
+        kw = await self.plans.measured_kw() if self.plans is not None else None
         return [] if kw is None else [(now, round(kw, 3))]
 
 

@@ -47,6 +47,8 @@ Rules every handler follows, and why:
   OCPP version of the session's charger, and PutSite may not reconfigure a charger so that a
   stored transaction id no longer fits (FAILED_PRECONDITION). Plans then carry the rendered
   profiles (``Plan.ocpp_profiles``; what cannot be rendered is a plan warning).
+- ListSessions: the stored active sessions as StartSession/UpdateSession left them (read-only,
+  no lock: one read transaction); unknown site -> NOT_FOUND like GetSite.
 - GetPlan: a site whose first plan is still being computed waits for it (up to the deadline or
   ``ServiceConfig.get_plan_wait_s``); if there is still none, FAILED_PRECONDITION (type
   PLAN_NOT_READY, with the planner's last error if planning failed).
@@ -83,6 +85,7 @@ from ..api.convert import (
     options_to_proto,
     plan_to_proto,
     session_from_proto,
+    session_to_proto,
     site_from_proto,
     site_to_proto,
     values_from_proto,
@@ -318,6 +321,15 @@ class ChargingOptimizerService:
                 raise not_found("session", req.session_id, str(exc)) from None
         c.planner.touch(req.site_id)
         return pb.StopSessionResponse()
+
+    def ListSessions(self, req: pb.ListSessionsRequest, context: grpc.ServicerContext) -> Any:
+        c = self.c
+        _check_id("site_id", req.site_id, c.limits)
+        try:
+            sessions = c.store.sessions(req.site_id)
+        except NotFound:
+            raise not_found("site", req.site_id, f"site {req.site_id!r} not found") from None
+        return pb.ListSessionsResponse(sessions=[session_to_proto(s) for s in sessions])
 
     def GetPlan(self, req: pb.GetPlanRequest, context: grpc.ServicerContext) -> Any:
         c = self.c

@@ -32,7 +32,9 @@ from openleadr.messaging import parse_message
 
 from optimizer.api.smartcharging.v1 import smartcharging_pb2 as pb
 from optimizer.api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
+from optimizer.core.model import Connector, Node, Site, Wiring
 from optimizer.grid.openadr2b import OPT_IN, OPT_OUT, OptimizerVEN, VenConfig
+from optimizer.grid.openadr2b_telemetry import NodeLoad, measured_kw
 from optimizer.service.server import RunningServer, build_server
 
 from ..paths import REPO
@@ -45,6 +47,8 @@ GRID_KW = 40.0 * KW_PER_A  # the site's 3 x 40 A grid connection: 27.6 kW
 PATIENCE_S = 30.0
 POLL_S = 0.2
 SITE = "oadr"
+PLANNED = f"{SITE}:grid:planned_kw"  # the VEN's rIDs: <site>:<node>:<what>_kw
+MEASURED = f"{SITE}:grid:measured_kw"
 logging.getLogger("openleadr").setLevel(logging.WARNING)  # it logs every poll at INFO
 pytestmark = pytest.mark.filterwarnings("ignore:It is recommended to use web.AppKey")  # openleadr
 
@@ -87,10 +91,25 @@ class Response:
     description: str
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One report value as it came over the wire (oadrUpdateReport), with its data point."""
+
+    ven_id: str
+    r_id: str
+    dt: datetime
+    value: float
+
+
 @dataclass
 class VTN:
     """openleadr's OpenADRServer with the handlers a DSO would write: registration by VEN name,
-    the planned report requested at 1 s, every event response and report value recorded."""
+    every offered report requested at 1 s, every event response and report value recorded.
+
+    openleadr's compact ``on_register_report`` handler is not told which data point (rID) it
+    is asked about, so the wire messages are recorded too: ``offered`` (venID, rID) ->
+    readingType from oadrRegisterReport, ``samples`` from oadrUpdateReport; ``reports`` is what
+    the handler's callbacks received."""
 
     loop: Loop
     port: int = field(default_factory=free_port)
@@ -98,6 +117,8 @@ class VTN:
     responses: list[Response] = field(default_factory=list)   # every eventResponse, raw
     reports: list[tuple[str, str, datetime, float]] = field(default_factory=list)
     registered_reports: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    offered: dict[tuple[str, str], str] = field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list)
     on_opt: dict[str, Callable[[str], None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,6 +165,31 @@ class VTN:
             for r in payload.get("event_responses", []):
                 self.responses.append(Response(str(r["event_id"]), r["modification_number"],
                                                r["opt_type"], r.get("response_description", "")))
+        elif kind == "oadrRegisterReport":
+            for report in payload.get("reports") or []:
+                for rd in report.get("report_descriptions") or []:
+                    self.offered[(payload["ven_id"], rd["r_id"])] = rd.get("reading_type", "")
+        elif kind == "oadrUpdateReport":
+            for report in payload.get("reports") or []:
+                for iv in report.get("intervals") or []:
+                    rp = iv["report_payload"]
+                    self.samples.append(Sample(payload["ven_id"], rp["r_id"], iv["dtstart"],
+                                               float(rp["value"])))
+
+    def wait_samples(self, ven_id: str, r_id: str, pred: Callable[[Sample], bool], n: int,
+                     what: str) -> list[Sample]:
+        """The first ``n`` samples of ``r_id`` from ``ven_id`` that arrive from now on and for
+        which ``pred`` holds (with every later sample of it that arrived meanwhile)."""
+        k = len(self.samples)
+        end = time.monotonic() + PATIENCE_S
+        while time.monotonic() < end:
+            got = [x for x in self.samples[k:] if (x.ven_id, x.r_id) == (ven_id, r_id)]
+            first = next((i for i, x in enumerate(got) if pred(x)), None)
+            if first is not None and len(got) - first >= n:
+                return got[first:]
+            time.sleep(0.05)
+        raise AssertionError(f"no {n} samples {what} of {r_id} from {ven_id}: "
+                             f"{[x for x in self.samples[k:] if x.r_id == r_id][-5:]}")
 
     # events (call from the test thread; they run on the loop)
 
@@ -513,21 +559,92 @@ def test_startafter_holds_the_limit_until_the_latest_end(
     assert vtn.wait_opt("ev-jitter", 2) == OPT_IN
 
 
+def eventually(pred: Callable[[], bool], what: str) -> None:
+    end = time.monotonic() + PATIENCE_S
+    while not pred():
+        assert time.monotonic() < end, what
+        time.sleep(0.02)
+
+
+def handed_to_callback(vtn: VTN, samples: list[Sample]) -> None:
+    """Every sample also reached the VTN's report callback (``on_register_report``'s)."""
+    keys = [(x.ven_id, SITE, x.dt, x.value) for x in samples]
+    eventually(lambda: all(k in vtn.reports for k in keys),
+               f"the VTN's callback did not get every one of {keys}")
+
+
 def test_vtn_receives_planned_import_reports(ven: OptimizerVEN, vtn: VTN,
                                              plans: PlanStream) -> None:
     plan = settled(plans)
     assert ("ven-depot", SITE, "RealPower", "W", "k") in vtn.registered_reports
-    n = len(vtn.reports)
-    end = time.monotonic() + PATIENCE_S
-    while len(vtn.reports) < n + 2 and time.monotonic() < end:
-        time.sleep(0.05)
-    fresh = vtn.reports[n:]
-    assert len(fresh) >= 2
-    for ven_id, resource, dt, value in fresh:
-        assert (ven_id, resource) == ("ven-depot", SITE)
+    assert vtn.offered[("ven-depot", PLANNED)] == "Projected"
+    fresh = vtn.wait_samples("ven-depot", PLANNED, lambda x: True, 2, "at all")
+    for x in fresh:
         # kW at the node per the plan in force: 4 cars x current x 3 phases x 230 V
-        assert value == pytest.approx(kw_at(plan, dt), abs=1e-3)
-        assert value == pytest.approx(GRID_KW, abs=0.3)
+        assert x.value == pytest.approx(kw_at(plan, x.dt), abs=1e-3)
+        assert x.value == pytest.approx(GRID_KW, abs=0.3)
+    handed_to_callback(vtn, fresh)
+
+
+def test_vtn_receives_measured_import_reports(ven: OptimizerVEN, vtn: VTN, plans: PlanStream,
+                                              target: str) -> None:
+    """Measured import = sum over the sessions with a measured current of A x 3 x 230 V; the
+    cars without a measurement add nothing (they charge ~6.9 kW each by the plan)."""
+    settled(plans)
+    assert vtn.offered[("ven-depot", MEASURED)] == "Summed"
+    # nothing measured yet: planned samples flow, measured ones are skipped
+    vtn.wait_samples("ven-depot", PLANNED, lambda x: True, 2, "at all")
+    assert not [x for x in vtn.samples if (x.ven_id, x.r_id) == ("ven-depot", MEASURED)]
+
+    with grpc.insecure_channel(target) as ch:
+        csms = pb_grpc.ChargingOptimizerStub(ch)
+
+        def measure(session: str, amps: float) -> None:
+            csms.UpdateSession(pb.UpdateSessionRequest(site_id=SITE, session_id=session,
+                                                       measured_current_a=amps), timeout=10)
+
+        measure("car0", 12.5)
+        measure("car2", 7.0)
+        want = (12.5 + 7.0) * 3 * 230 / 1000  # 13.455 kW; car1 and car3 left out
+        got = vtn.wait_samples("ven-depot", MEASURED, lambda x: abs(x.value - want) < 1e-6, 2,
+                               f"of {want} kW")
+        assert [x.value for x in got] == pytest.approx([want] * len(got), abs=1e-9)
+        handed_to_callback(vtn, got)
+
+        measure("car0", 20.0)  # a new measurement replaces the old one
+        want = (20.0 + 7.0) * 3 * 230 / 1000  # 18.63 kW
+        got = vtn.wait_samples("ven-depot", MEASURED, lambda x: abs(x.value - want) < 1e-6, 2,
+                               f"of {want} kW")
+        assert [x.value for x in got] == pytest.approx([want] * len(got), abs=1e-9)
+        handed_to_callback(vtn, got)
+
+
+def test_measured_kw_sums_the_reported_currents_below_the_node() -> None:
+    site = Site("s", (Node("grid"), Node("panel", "grid"), Node("other", None)), (
+        Connector("a", "panel", 32.0),                              # 3 x 230 V: 0.69 kW/A
+        Connector("a1", "panel", 32.0),                             # ... a 1-phase car: 0.23
+        Connector("b", "grid", 32.0, phases=1),                     # 0.23 kW/A
+        Connector("c", "grid", 32.0),
+        Connector("d", "panel", 32.0, wiring=Wiring.DELTA, voltage_v=208.0),  # 0.208 kW/A
+        Connector("x", "other", 32.0),                              # not below grid
+    ))
+
+    def session(sid: str, conn: str, amps: float | None, phases: int = 3) -> pb.Session:
+        return pb.Session(id=sid, connector=conn, vehicle_phases=phases,
+                          measured_current_a=amps)
+
+    sessions = [session("s1", "a", 10.0), session("s2", "d", 16.0), session("s3", "b", 8.0, 0),
+                session("s4", "x", 32.0), session("s5", "a1", 16.0, 1),
+                session("s6", "c", None)]  # not measured: left out, not counted as 0 A
+    grid = 10 * 0.69 + 16 * 0.208 + 8 * 0.23 + 16 * 0.23
+    assert measured_kw(sessions, NodeLoad.of(site, "grid")) == pytest.approx(grid)
+    panel = 10 * 0.69 + 16 * 0.208 + 16 * 0.23
+    assert measured_kw(sessions, NodeLoad.of(site, "panel")) == pytest.approx(panel)
+    assert measured_kw(sessions, NodeLoad.of(site, "other")) == pytest.approx(32 * 0.69)
+    # no measured session below the node: no figure; a measured 0 A is a figure
+    assert measured_kw([sessions[5]], NodeLoad.of(site, "grid")) is None
+    assert measured_kw(sessions[:1], NodeLoad.of(site, "other")) is None
+    assert measured_kw([session("z", "c", 0.0)], NodeLoad.of(site, "grid")) == 0.0
 
 
 def test_decisions_by_status_node_and_modification(

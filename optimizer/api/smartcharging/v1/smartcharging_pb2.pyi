@@ -535,6 +535,18 @@ class StopSessionResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ListSessionsRequest(_message.Message):
+    __slots__ = ("site_id",)
+    SITE_ID_FIELD_NUMBER: _ClassVar[int]
+    site_id: str
+    def __init__(self, site_id: _Optional[str] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[Session]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[Session, _Mapping]]] = ...) -> None: ...
+
 class GetPlanRequest(_message.Message):
     __slots__ = ("site_id",)
     SITE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -74,6 +74,11 @@ class ChargingOptimizerStub:
                 request_serializer=smartcharging_dot_v1_dot_smartcharging__pb2.StopSessionRequest.SerializeToString,
                 response_deserializer=smartcharging_dot_v1_dot_smartcharging__pb2.StopSessionResponse.FromString,
                 _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/smartcharging.v1.ChargingOptimizer/ListSessions',
+                request_serializer=smartcharging_dot_v1_dot_smartcharging__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=smartcharging_dot_v1_dot_smartcharging__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
         self.GetPlan = channel.unary_unary(
                 '/smartcharging.v1.ChargingOptimizer/GetPlan',
                 request_serializer=smartcharging_dot_v1_dot_smartcharging__pb2.GetPlanRequest.SerializeToString,
@@ -138,6 +143,13 @@ class ChargingOptimizerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSessions(self, request, context):
+        """The stored active sessions of a site. Unknown site: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetPlan(self, request, context):
         """The latest plan of a stored site.
         """
@@ -194,6 +206,11 @@ def add_ChargingOptimizerServicer_to_server(servicer, server):
                     servicer.StopSession,
                     request_deserializer=smartcharging_dot_v1_dot_smartcharging__pb2.StopSessionRequest.FromString,
                     response_serializer=smartcharging_dot_v1_dot_smartcharging__pb2.StopSessionResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=smartcharging_dot_v1_dot_smartcharging__pb2.ListSessionsRequest.FromString,
+                    response_serializer=smartcharging_dot_v1_dot_smartcharging__pb2.ListSessionsResponse.SerializeToString,
             ),
             'GetPlan': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPlan,
@@ -422,6 +439,33 @@ class ChargingOptimizer:
             '/smartcharging.v1.ChargingOptimizer/StopSession',
             smartcharging_dot_v1_dot_smartcharging__pb2.StopSessionRequest.SerializeToString,
             smartcharging_dot_v1_dot_smartcharging__pb2.StopSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smartcharging.v1.ChargingOptimizer/ListSessions',
+            smartcharging_dot_v1_dot_smartcharging__pb2.ListSessionsRequest.SerializeToString,
+            smartcharging_dot_v1_dot_smartcharging__pb2.ListSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
