@@ -224,7 +224,7 @@ class Planner:
             due = time.monotonic() + (0.0 if urgent else self._coalesce_s)
             if due < self._due.get(site_id, float("inf")):
                 self._due[site_id] = due
-                self._cv.notify()
+                self._cv.notify_all()  # workers and settled() waiters share the condition
 
     def touch_if_unknown(self, site_id: str) -> None:
         """Plan a stored site the planner has not seen (written by another process)."""
@@ -271,6 +271,18 @@ class Planner:
                 if left <= 0 or self._stop.is_set():
                     return None, None
                 self._cv.wait(left)
+
+    def settled(self, site_id: str, timeout: float) -> bool:
+        """Wait until no re-plan of the site is due or running: its plan reflects every change
+        made before the call. False if that did not happen within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while site_id in self._due or site_id in self._running:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    return False
+                self._cv.wait(left)
+            return True
 
     def subscribe(self, sites: frozenset[str] | None) -> Subscription:
         """Register a subscriber and queue the current plan of each of its sites, atomically
