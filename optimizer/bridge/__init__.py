@@ -33,9 +33,12 @@ What it does
   them. A re-plan that changes nothing sends nothing. The roll-out is in two rounds across all
   stations so that none is raised while another still holds a higher old profile: first what
   only lowers (or an interim profile at most both the old and the new one), then, once every
-  connected station holds what it was sent in that round, the rest. A station that does not
-  (a rejection, no answer) is waited for ``--lower-wait`` seconds (40) from when it began
-  lowering, renewed whenever it accepts a profile, not by later re-plans. A
+  connected station holds what it was sent in that round, the rest. A station that is not
+  connected keeps what it last accepted (chargers keep their profiles offline): if that is
+  more than the new plan gives it, it has not lowered either, and is lowered first when it is
+  back. A station that does not lower (a rejection, no answer, offline) is waited for
+  ``--lower-wait`` seconds (40) from when it began lowering, renewed whenever it accepts a
+  profile, not by later re-plans. A
   rejected profile is logged and retried only once it changes (or the station boots again).
   Profiles are never cleared: a TxProfile ends with its transaction, plan profiles expire
   (``validTo``) onto the fail-safe.

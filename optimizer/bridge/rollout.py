@@ -2,7 +2,12 @@
 connected stations in two rounds, so that none is raised while another still holds a higher
 old profile: first what only lowers, everywhere; then, once every station holds that (or has
 had ``lower_wait_s`` to), the rest. Only profiles whose effect from now on differs from what a
-station holds are sent."""
+station holds are sent.
+
+A station that cannot be sent anything (disconnected, or connected but not heard from yet) still
+holds what it last accepted: a charger keeps its profiles while offline. So it counts as lowered
+only if that is at most what the new plan gives it; otherwise it is waited for like a station
+that does not answer, and lowered first when it is back."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..api.convert import ocpp_payload
 from ..api.smartcharging.v1 import smartcharging_pb2 as pb
-from ..ocpp.transition import applies, interim, lowers_only
+from ..ocpp.transition import applies, at_most, interim, lowers_only
 from .config import SITE_REFRESH_S, BridgeConfig, log
 from .sessions import _Sessions
 from .state import _now, _Station, _Tx, effective
@@ -115,11 +120,18 @@ class _RollOut(_Sessions):
 
     # --- the roll-out, in two rounds ------------------------------------------------------
 
+    @property
+    def lowering(self) -> frozenset[str]:
+        """Stations the current roll-out still waits for before it raises the others."""
+        return frozenset(self._to_lower)
+
     def _roll_out(self) -> None:
-        """Start a roll-out of the current plan: every connected station lowers, then raises."""
+        """Start a roll-out of the current plan: every station lowers, then raises. Lowering
+        includes a station the bridge cannot reach that still holds more than its new profiles:
+        it keeps drawing that until it is back."""
         self._round += 1
-        self._to_lower = {st.id for st in self.stations.values() if st.cp is not None
-                          and st.ready}
+        self._to_lower = {st.id for st in self.stations.values()
+                          if (st.cp is not None and st.ready) or not self._within_plan(st)}
         now = time.monotonic()
         self._lowering_since = {sid: self._lowering_since.get(sid, now)
                                 for sid in self._to_lower}
@@ -137,13 +149,29 @@ class _RollOut(_Sessions):
 
     def _lowering_done(self, station_id: str, round_: int | None = None) -> None:
         """``station_id`` lowered for the current plan (a round of an older plan does not
-        count), or is gone."""
+        count), or cannot be sent anything and holds nothing above it (``_within_plan``)."""
         if round_ is not None and round_ != self._round:
             return
         self._to_lower.discard(station_id)
         self._lowering_since.pop(station_id, None)
         if not self._to_lower:
             self._lowered.set()
+
+    def _within_plan(self, st: _Station) -> bool:
+        """True if nothing the station holds allows more, from now on, than the current plan
+        gives it: it has nothing to lower. What decides, for a station that cannot be sent
+        anything, whether the others may be raised without waiting for it."""
+        now = _now()
+        try:
+            desired = self._desired(st)
+        except Exception:  # never lose a roll-out over it: wait for the station (bounded)
+            log.exception("%s: cannot compare its profiles with the plan", st.id)
+            return False
+        for key, payload in desired:
+            held = st.held.get(key)
+            if held is not None and not at_most(held, payload, st.version, now):
+                return False
+        return True
 
     def _desired(self, st: _Station) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         """(key, payload) of every profile the station should hold under the current plan."""
@@ -216,7 +244,9 @@ class _RollOut(_Sessions):
     async def _sync(self, st: _Station) -> None:
         lowered, round_ = self._lowered, self._round
         if st.cp is None or not st.ready:
-            self._lowering_done(st.id)
+            # it keeps what it holds: the others wait for it if that is more than its new plan
+            if self._within_plan(st):
+                self._lowering_done(st.id)
             return  # seen() / booted() set dirty again
         now = _now()
         first: list[tuple[tuple[Any, ...], dict[str, Any]]] = []

@@ -109,7 +109,10 @@ class Bridge(_RollOut):
         finally:
             if st.cp is cp:
                 st.cp, st.ready = None, False
-                self._lowering_done(st.id)  # nobody waits for a station that is gone
+                # a charger keeps its profiles offline: the roll-out waits for one that still
+                # holds more than the plan gives it (up to lower_wait_s), not for one that does not
+                if self._within_plan(st):
+                    self._lowering_done(st.id)
             log.info("%s: disconnected", station_id)
 
     def seen(self, st: _Station) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from .render import _profile_schedule
 from .schedule import rfc3339
 
-__all__ = ["applies", "interim", "lowers_only"]
+__all__ = ["applies", "at_most", "interim", "lowers_only"]
 
 Step = tuple[float, int | None, int | None]  # limit, numberPhases, phaseToUse
 Segment = tuple[int, int | None, Step]  # [start, end) in epoch seconds (end None: open)
@@ -124,6 +124,30 @@ def lowers_only(held: dict[str, Any], new: dict[str, Any], version: str, now: da
         if sh is None and sn is None:
             continue
         if sh is None or sn is None or not _at_most(sn, sh, unit_n):
+            return False
+    return True
+
+
+def at_most(a: dict[str, Any], b: dict[str, Any], version: str, now: datetime) -> bool:
+    """True if ``a`` allows at most what ``b`` allows at every instant from ``now`` on where ``a``
+    sets a limit (so ``b`` must set one there too; where ``a`` sets none it is not compared).
+    For a station that cannot be sent anything (offline): is what it still holds, ``a``, within
+    its new profile ``b``, so that the others may be raised to the new plan?"""
+    now_s = int(now.timestamp())
+    unit_a, sa = _segments(a, version, now_s)
+    if not sa:
+        return True
+    unit_b, sb = _segments(b, version, now_s)
+    if unit_a != unit_b:
+        return False
+    for k, t in enumerate([now_s, *_cuts(sa, sb)]):
+        if t < now_s or (k and t == now_s):
+            continue
+        x = _at(sa, t)
+        if x is None:
+            continue
+        y = _at(sb, t)
+        if y is None or not _at_most(x, y, unit_a):
             return False
     return True
 

@@ -213,12 +213,15 @@ def test_meter_reports_are_thresholded_and_outstaying_cars_keep_their_session() 
 
 def _rollout(answers: dict[str, tuple[float, str]], lower_wait_s: float = 5.0,
              replan_every_s: float | None = None, attempts: list[str] | None = None,
+             offline: dict[str, float | None] | None = None, b_holds: float = 16.0,
              ) -> list[tuple[str, float, float]]:
-    """Stations A and B both hold 16 A; the new plan is A 24 A, B 8 A. ``answers``: per station
-    (seconds to answer, status). Returns (station, limit, seconds since the roll-out) of every
-    accepted SetChargingProfile, in order; ``attempts`` collects every station sent to.
-    ``replan_every_s``: the same plan rolled out again and again (re-plans that change
-    nothing, as energy reports cause)."""
+    """Stations A and B hold 16 A (B ``b_holds``); the new plan is A 24 A, B 8 A. ``answers``:
+    per station (seconds to answer, status). Returns (station, limit, seconds since the
+    roll-out) of every accepted SetChargingProfile, in order; ``attempts`` collects every
+    station sent to. ``replan_every_s``: the same plan rolled out again and again (re-plans
+    that change nothing, as energy reports cause). ``offline``: stations disconnected when the
+    roll-out starts (still holding their profile, as chargers do), back after the given seconds
+    (None: never)."""
     now = datetime.now(UTC).replace(microsecond=0)
 
     def prof(limit: float) -> dict[str, Any]:
@@ -252,9 +255,21 @@ def _rollout(answers: dict[str, tuple[float, str]], lower_wait_s: float = 5.0,
         bridge._send = send  # type: ignore[method-assign]
         bridge._desired = lambda st: [(key, new[st.id])]  # type: ignore[method-assign]
         for sid in ("A", "B"):
-            st = bridge.stations[sid] = _Station(sid, "2.0.1", cp=sid, ready=True)
-            st.held[key] = prof(16.0)
+            away = offline is not None and sid in offline
+            st = bridge.stations[sid] = _Station(sid, "2.0.1", cp=None if away else sid,
+                                                 ready=not away)
+            st.held[key] = prof(b_holds if sid == "B" else 16.0)
             st.tasks = [asyncio.create_task(bridge._sync_loop(st))]
+
+        async def back(st: _Station, after: float) -> None:
+            await asyncio.sleep(after)
+            st.cp, st.ready = st.id, True  # reconnected, and said something (Bridge.seen)
+            st.dirty.set()
+
+        for sid, after in (offline or {}).items():
+            if after is not None:
+                bridge.stations[sid].tasks.append(
+                    asyncio.create_task(back(bridge.stations[sid], after)))
         bridge._roll_out()
         end = time.perf_counter() + lower_wait_s + 1.0
         while replan_every_s and time.perf_counter() + replan_every_s < end:
@@ -292,3 +307,26 @@ def test_rollout_wait_is_not_renewed_by_replans() -> None:
     assert [(s, lim) for s, lim, _ in got] == [("A", 24.0)]
     assert 1.0 <= got[0][2] < 1.6
     assert attempts.count("B") == 1
+
+
+def test_rollout_waits_for_an_offline_station_that_holds_more() -> None:
+    # B is offline while the plan lowers it: it still draws its 16 A (a charger keeps its
+    # profiles), so A is not raised until B is back and lowered (the e2e flake: a station
+    # dropped off during a curtailment, the cancel raised the others, it held its higher
+    # curtailed limit: 104.1 kW on a 100 kW node)
+    got = _rollout({"A": (0.0, "Accepted"), "B": (0.0, "Accepted")}, offline={"B": 0.5})
+    assert [(s, lim) for s, lim, _ in got] == [("B", 8.0), ("A", 24.0)]
+    assert 0.5 <= got[1][2] < 2.0
+    # never back: it is waited out like a station that does not answer
+    got = _rollout({"A": (0.0, "Accepted"), "B": (0.0, "Accepted")}, lower_wait_s=1.0,
+                   offline={"B": None})
+    assert [(s, lim) for s, lim, _ in got] == [("A", 24.0)]
+    assert got[0][2] >= 1.0
+
+
+def test_rollout_does_not_wait_for_an_offline_station_within_its_plan() -> None:
+    # B is offline but holds 8 A, no more than its new profile: nothing to lower, A at once
+    got = _rollout({"A": (0.0, "Accepted"), "B": (0.0, "Accepted")}, offline={"B": None},
+                   b_holds=8.0)
+    assert [(s, lim) for s, lim, _ in got] == [("A", 24.0)]
+    assert got[0][2] < 0.5

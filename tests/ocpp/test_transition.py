@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from optimizer.ocpp.transition import at_most as profile_at_most
 from optimizer.ocpp.transition import interim, lowers_only
 
 from .helpers import limit_at, parts, period_starts, rule_errors, schema_errors
@@ -148,6 +149,43 @@ def test_lowers_only_matches_a_line_by_line_reading(case: tuple[str, dict, dict]
                 expected = False
     assert lowers_only(held, new, version, NOW) == expected
     assert lowers_only(new, new, version, NOW)
+
+
+@settings(max_examples=100, deadline=None)
+@given(pairs())
+def test_profile_at_most_matches_a_line_by_line_reading(case: tuple[str, dict, dict]) -> None:
+    # what an offline station holds (a) within its new profile (b) wherever a sets a limit
+    version, a, b = case
+    expected = True
+    for t in instants(a, b, version=version):
+        for car in (1, 2, 3):
+            la, lb = lines(a, version, t, car), lines(b, version, t, car)
+            if la is not None and not at_most(la, lb):
+                expected = False
+    assert profile_at_most(a, b, version, NOW) == expected
+    assert profile_at_most(a, a, version, NOW)
+    mid = interim(a, b, version, NOW)
+    if mid is not None:
+        assert profile_at_most(mid, a, version, NOW)
+
+
+def test_profile_at_most_hand_cases() -> None:
+    held = profile("2.0.1", 0, [(0, 6.0, None), (600, 0.0, None)], 3600, None)
+    assert not profile_at_most(held, profile("2.0.1", 0, [(0, 0.0, None), (300, 9.0, None)],
+                                             3600, None), "2.0.1", NOW)
+    assert profile_at_most(held, profile("2.0.1", 0, [(0, 6.0, None)], 3600, None), "2.0.1",
+                           NOW)
+    # held outlasts new: after new ends it still allows 6 A where the plan gives nothing
+    held = profile("2.0.1", 0, [(0, 6.0, None)], 7200, None)
+    assert not profile_at_most(held, profile("2.0.1", 0, [(0, 6.0, None)], 3600, None),
+                               "2.0.1", NOW)
+    # nothing held from now on (expired): nothing to lower
+    gone = profile("2.0.1", -7200, [(0, 32.0, None)], 3600, None)
+    assert profile_at_most(gone, profile("2.0.1", 0, [(0, 0.0, None)], 3600, None), "2.0.1", NOW)
+    # other units are not compared
+    assert not profile_at_most(profile("2.0.1", 0, [(0, 0.0, None)], 3600, None),
+                               profile("2.0.1", 0, [(0, 0.0, None)], 3600, None, "W"),
+                               "2.0.1", NOW)
 
 
 def test_fewer_phases_at_a_higher_current_is_a_raise() -> None:
