@@ -263,14 +263,15 @@ def _delta_car_costs_twice_the_row() -> Problem:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: the rounds share a contested phasor row by equal current per turn, not by "
-    "the row capacity an A costs; trading one car's share for another's is a policy change",
-)
 def test_a_car_that_costs_twice_the_row_does_not_halve_the_other() -> None:
     p = _delta_car_costs_twice_the_row()
     validate(p)
     c = compile_problem(p)
     got = float(delivered_kwh(c, kernels.allocate(c)).sum())
-    assert got >= 0.8 * _best_real_kwh(c)
+    best = _best_real_kwh(c)
+    # The property asserts 0.8; here the binding row is traded at its rate of exchange: s5 gives
+    # up its current (0.42 kWh per A of the row at the margin) to s7 (0.97), which then draws
+    # 32 A until it is served, and s5 charges after it.
+    assert got >= 0.95 * best, (got, best)
+    plan = solve(replace(p, options=replace(p.options, mode=Mode.FAST)))
+    assert check(p, plan) == []

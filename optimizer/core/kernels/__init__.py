@@ -36,12 +36,16 @@ it gained and the donor kept all its energy. *Trade:* a session that leaves at l
 a row's headroom unused because its next allowed current (the next level of a discrete set, or its
 minimum from 0) does not fit may have one donor drop by just the shortfall; kept if it gains more
 kWh than the donor loses, weighted by priority too (so a continuous car at 9 A gives up 0.2 A so
-that a discrete car can hold 16 A instead of 8 A). *Gather:* a session whose remaining energy is
-too little for its minimum current in a free slot lowers its own current in its other slots,
-dearest first, by what it lacks, and takes the slot; kept if it ends with more energy (a remainder
-below one slot's minimum is delivered, not lost). Every accepted move raises the plan's energy, so
-none undoes another. A lowered member can lengthen a phasor row its coefficient points against:
-such a step is refused.
+that a discrete car can hold 16 A instead of 8 A); and where the row binds, one donor that delivers
+less energy per unit of the row's capacity at the margin (kWh per A of ``|c|`` on a linear row, of
+``d|z|/dx`` on a phasor row) drops by what lets the short session reach what it still wants there,
+kept on the same terms (the rounds give equal current, not equal row capacity: a delta car may take
+twice a phasor row per A, and its neighbour would get half). *Gather:* a session whose remaining
+energy is too little for its minimum current in a free slot lowers its own current in its other
+slots, dearest first, by what it lacks, and takes the slot; kept if it ends with more energy (a
+remainder below one slot's minimum is delivered, not lost). Every accepted move raises the plan's
+energy, so none undoes another. A lowered member can lengthen a phasor row its coefficient points
+against: such a step is refused.
 
 **Repair (``polish``).** Takes any current matrix (typically a continuous LP solution, which may be
 off-grid and may slightly exceed phasor limits because the LP uses a polygon) and returns a plan

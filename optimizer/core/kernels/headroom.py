@@ -50,6 +50,17 @@ def _step_down(zr: float, zi: float, cr: float, ci: float, lim: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _row_use(zr: float, zi: float, cr: float, ci: float, cabs: float) -> float:
+    """Row capacity one more A of a member takes at the margin: ``|c|`` on a linear row (pass
+    ``zr = zi = 0``), ``d|z|/dx = Re(conj(z) c) / |z|`` on a phasor row (``|c|`` if z is 0);
+    negative if raising the member shrinks the phasor."""
+    m = math.hypot(zr, zi)
+    if m <= 0.0:
+        return cabs
+    return (zr * cr + zi * ci) / m
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _entry_room(e_k: I64, e_f: F64, room: F64, z: F64, e: int, t: int) -> float:
     """Headroom (A) of session entry e's row at slot t for that session."""
     k = e_k[e, 0]

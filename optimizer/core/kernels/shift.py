@@ -1,12 +1,15 @@
-"""Improvement: move a blocking neighbour's current out of a contested slot, trade a little of it
-for a lumpy step, or gather a session's own energy for a new slot's minimum current.
+"""Improvement: move a blocking neighbour's current out of a contested slot, trade some of it for
+a lumpy step or at a binding row's rate of exchange, or gather a session's own energy for a new
+slot's minimum current.
 
 After the rounds, a session still short of its need asks the other members of the row that blocks
 it to move current to their own free slots (kept only if the short session gained and the donor
-kept all its energy); failing that, if it leaves at least its quantum of the row's headroom unused
-because its next allowed current does not fit, one donor gives up just the shortfall (``_trade``:
-kept if the energy delivered grows); and a remainder too small for a free slot's minimum current is
-gathered from its own other slots (``_gather``). Whatever is not kept, ``_undo`` restores exactly.
+kept all its energy); failing that, one donor gives up current there (``_trade``: kept if the
+energy delivered grows): just the shortfall if the session leaves at least its quantum of the
+row's headroom unused because its next allowed current does not fit, or, if the row binds, what
+the session still wants there, provided the donor delivers less energy per unit of the row's
+capacity; and a remainder too small for a free slot's minimum current is gathered from its own
+other slots (``_gather``). Whatever is not kept, ``_undo`` restores exactly.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..compile import GRID_EPS
 from .arrays import F64, I64, REM_TOL_AH, Rows, Sessions
 from .currents import _above_i, _below_i, _floor_i
 from .fill import _fill_one
-from .headroom import _apply, _cap_rows, _entry_room, _rows_hold, _step_down
+from .headroom import _apply, _cap_rows, _entry_room, _row_use, _rows_hold, _step_down
 
 
 @numba.njit(cache=True, nogil=True)
@@ -89,21 +92,25 @@ def _trade(
     i: int,
     t: int,
     eb: int,
-    gap: float,
+    tgt: float,
+    at_rate: bool,
     order: I64,
     s: Sessions,
     r: Rows,
     xi_before: F64,
     xj_before: F64,
 ) -> int:
-    """Session i's next allowed current misses row ``e_k[eb]`` at t by ``gap`` A: let one donor j
-    of that row drop by just what makes it fit, if that delivers more energy than it costs.
+    """Session i wants ``tgt`` A at t, which row ``e_k[eb]`` does not admit: let one donor j of
+    that row drop by what makes room for it, if that delivers more energy than it costs.
 
-    Tries the row's members drawing in t in turn: j drops by the least that lets i's next
-    allowed current fit the row (floored to j's grid), refills elsewhere, then i refills. Kept
-    if the energy i gained exceeds, in kWh, what j lost, and does so weighted by priority too;
-    else undone. Returns the number of donors tried, positive if the last one was kept, else
-    negative (or 0). ``xi_before`` and ``xj_before`` are scratch [T] arrays.
+    Tries the row's members drawing in t in turn: j drops by the least that lets i's ``tgt`` fit
+    the row (floored to j's grid; to 0 if j alone cannot make that room), refills elsewhere, then
+    i refills. Kept if the energy i gained exceeds, in kWh, what j lost, and does so weighted by
+    priority too; else undone. With ``at_rate`` (the row binds, so i gets about what j gives up,
+    at the row's rate of exchange) only donors that deliver less energy per unit of the row's
+    capacity at the margin (kWh, and weighted kWh, per A of ``_row_use``) than i are tried.
+    Returns the number of donors tried, positive if the last one was kept, else negative (or 0).
+    ``xi_before`` and ``xj_before`` are scratch [T] arrays.
     """
     hours, grid, lev_ptr, lev_val = s.hours, s.grid, s.lev_ptr, s.lev_val
     weight, kwpa = s.weight, s.kwpa
@@ -112,22 +119,31 @@ def _trade(
     T = x.shape[1]
     kb = e_k[eb, 0]
     jb = e_k[eb, 1]
-    step = _above_i(grid, lev_ptr, lev_val, i, x[i, t]) - x[i, t]
+    step = tgt - x[i, t]
+    zr = z[t, jb, 0] if jb >= 0 else 0.0
+    zi = z[t, jb, 1] if jb >= 0 else 0.0
+    use_i = _row_use(zr, zi, e_f[eb, 0], e_f[eb, 1], e_f[eb, 2])
+    if at_rate and use_i <= 0.0:
+        return 0
     tried = 0
     for q in range(row_ptr[kb], row_ptr[kb + 1]):
         j = row_idx[q]
         xj = x[j, t]
         if j == i or xj <= 0.0:
             continue
-        if jb < 0:  # the row lacks gap * |c_i| of room
-            d = gap * e_f[eb, 2] / r_f[q, 2]
-        else:  # the row's phasor with i at its next current, brought back by j alone
+        if at_rate:  # j's energy per unit of row capacity must be below i's (weighted too)
+            use_j = _row_use(zr, zi, r_f[q, 0], r_f[q, 1], r_f[q, 2])
+            if (
+                use_j <= 0.0
+                or kwpa[j] * use_i >= kwpa[i] * use_j
+                or weight[j] * kwpa[j] * use_i > weight[i] * kwpa[i] * use_j
+            ):
+                continue
+        if jb < 0:  # the row lacks (step - headroom) * |c_i| of room
+            d = (step * e_f[eb, 2] - room[t, kb]) / r_f[q, 2]
+        else:  # the row's phasor with i at tgt, brought back by j alone
             d = _step_down(
-                z[t, jb, 0] + e_f[eb, 0] * step,
-                z[t, jb, 1] + e_f[eb, 1] * step,
-                r_f[q, 0],
-                r_f[q, 1],
-                room[t, kb],
+                zr + e_f[eb, 0] * step, zi + e_f[eb, 1] * step, r_f[q, 0], r_f[q, 1], room[t, kb]
             )
         if not d < xj + GRID_EPS:
             d = xj  # j alone cannot make room short of zero (or not even then: i's fill fails)
@@ -169,9 +185,14 @@ def _shift(x: F64, rem: F64, seq: I64, order: I64, s: Sessions, r: Rows, budget:
     this pass); otherwise both sessions' currents and the row state are restored. If no donor
     can do that and i leaves at least its quantum of k's headroom unused (its next allowed
     current does not fit), ``_trade`` lets one donor give up just the shortfall when that
-    delivers more energy than it costs. If i cannot take its minimum current in a free slot t
-    for lack of remaining energy, ``_gather`` takes it from i's other slots (tried again only
-    for shorter slots once it failed). ``budget`` bounds the work (slot visits).
+    delivers more energy than it costs; if k binds (less than i's quantum of headroom), one
+    donor that delivers less energy per unit of k's capacity than i gives up what lets i reach
+    its wish in t (as far as i's other rows admit, and at least a quantum or all it still wants
+    there), kept on the same terms: the rounds share a slot by current, not by what an A costs
+    the row (a delta car can take twice a phasor row per A). If i cannot take its minimum
+    current in a free slot t for lack of remaining energy, ``_gather`` takes it from i's other
+    slots (tried again only for shorter slots once it failed). ``budget`` bounds the work (slot
+    visits).
     """
     hours, ub, grid, lev_ptr, lev_val = s.hours, s.ub, s.grid, s.lev_ptr, s.lev_val
     quantum = s.quantum
@@ -270,14 +291,22 @@ def _shift(x: F64, rem: F64, seq: I64, order: I64, s: Sessions, r: Rows, budget:
                     rem[i] = rem_i0
                 if done:
                     break
-            if not done and worst >= quantum[i]:
-                tried = _trade(
-                    x, rem, i, t, eb, nxt - xi - worst, order, s, r, xi_before, xj_before
-                )
-                work += 4 * T * abs(tried)
-                if tried > 0:
-                    moves += 1
-                    done = True
+            tried = 0
+            if not done and worst >= quantum[i]:  # its next current misses the row's headroom
+                tried = _trade(x, rem, i, t, eb, nxt, False, order, s, r, xi_before, xj_before)
+            elif not done:  # the row binds: trade for i's wish here, as its other rows admit
+                wish = min(ub[i, t], xi + rem[i] / h)
+                tgt = wish
+                for e in range(sess_ptr[i], sess_ptr[i + 1]):
+                    if e != eb:
+                        tgt = min(tgt, xi + _entry_room(e_k, e_f, room, z, e, t))
+                tgt = _floor_i(grid, lev_ptr, lev_val, i, tgt)
+                if tgt >= max(nxt, xi + min(quantum[i], wish - xi)) - GRID_EPS:
+                    tried = _trade(x, rem, i, t, eb, tgt, True, order, s, r, xi_before, xj_before)
+            work += 4 * T * abs(tried)
+            if tried > 0:
+                moves += 1
+                done = True
             if not done:
                 pos += 1
     return moves
