@@ -139,7 +139,7 @@ def signal_events(signal: GridSignal, node: Node) -> tuple[CurtailmentEvent, ...
             reduction = float(iv.value)
         else:
             assert base is not None, "validate_signal first"
-            limit = round(float(iv.value) * base, 6)
+            limit = math.floor(float(iv.value) * base * 1e6) / 1e6  # never above the share
         out.append(CurtailmentEvent(eid, signal.node, iv.start, iv.end, limit, reduction,
                                     signal.modification))
     return tuple(out)

@@ -52,8 +52,15 @@ class Applied:
     cancelled: tuple[str, ...]
 
 
-def _prefix(source: str, signal_id: str) -> str:
-    return f"{source}:{signal_id}#"
+def _signal_key(source: str, signal_id: str) -> str:
+    return f"{source}:{signal_id}"
+
+
+def _of_signal(event_id: str, key: str) -> bool:
+    """Whether an event id is an interval ``key#k`` of exactly this signal (ids may hold "#":
+    signal "a" must not claim "a#1#0", interval 0 of signal "a#1")."""
+    head, sep, k = event_id.rpartition("#")
+    return bool(sep) and head == key and k.isdigit()
 
 
 class GridLink:
@@ -75,7 +82,9 @@ class GridLink:
 
         Raises :class:`SignalRefused` when the signal is invalid for this site or the service
         refuses it (a stale modification, an unknown node). Intervals already held at this
-        modification are no-ops, so a retried ``apply`` is idempotent.
+        modification are no-ops, so a retried ``apply`` is idempotent. Not atomic across
+        intervals: a refusal or failure part-way leaves the intervals already submitted at the
+        new modification (what the grid asked for last) and the rest at the old one.
         """
         nodes = await self.nodes()
         try:
@@ -92,18 +101,18 @@ class GridLink:
                 site_id=self.site_id, event=event_to_proto(ev)))
             changed |= resp.outcome == "APPLIED"
         keep = {ev.id for ev in events}
-        cancelled = await self._cancel_prefix(_prefix(signal.source, signal.id), keep)
+        cancelled = await self._cancel_signal(_signal_key(signal.source, signal.id), keep)
         return Applied(tuple(ev.id for ev in events), changed or bool(cancelled), cancelled)
 
     async def cancel(self, source: str, signal_id: str) -> tuple[str, ...]:
         """Cancel every interval of a signal that is still active; the ids cancelled."""
-        return await self._cancel_prefix(_prefix(source, signal_id), set())
+        return await self._cancel_signal(_signal_key(source, signal_id), set())
 
     async def active(self, source: str, signal_id: str) -> list[str]:
         """Ids of the signal's intervals the service holds as active events."""
         resp = await self._call(self._grid.ListEvents, pb.ListEventsRequest(site_id=self.site_id))
-        pre = _prefix(source, signal_id)
-        return [e.id for e in resp.events if e.id.startswith(pre)]
+        key = _signal_key(source, signal_id)
+        return [e.id for e in resp.events if _of_signal(e.id, key)]
 
     async def set_capacity(self, signal: GridSignal) -> int:
         """Replace the node's capacity forecast with the signal's intervals; their number."""
@@ -118,11 +127,11 @@ class GridLink:
             capacity=[capacity_to_proto(c) for c in limits]))
         return len(limits)
 
-    async def _cancel_prefix(self, prefix: str, keep: set[str]) -> tuple[str, ...]:
+    async def _cancel_signal(self, key: str, keep: set[str]) -> tuple[str, ...]:
         resp = await self._call(self._grid.ListEvents, pb.ListEventsRequest(site_id=self.site_id))
         done = []
         for e in resp.events:
-            if e.id.startswith(prefix) and e.id not in keep:
+            if _of_signal(e.id, key) and e.id not in keep:
                 try:
                     await self._call(self._grid.CancelEvent, pb.CancelEventRequest(
                         site_id=self.site_id, event_id=e.id))

@@ -53,9 +53,11 @@ service committed the limits to its database (openleadr sends the ``oadrCreatedE
 handler returns). It answers optOut when it cannot promise compliance: an unsupported signal or
 unit, NaN/negative/out-of-range payloads, overlapping intervals, a share on a node without a limit,
 a modification older than the one held, or a service still unreachable after ``apply_timeout_s``.
-An optOut changes nothing stored (a refused modification leaves the previous one in force; only a
-service failing half-way through a multi-interval event can leave some of its intervals stored,
-the safe side, settled by the VTN's next modification or cancellation). openleadr repeats an
+An optOut changes nothing stored (a refused modification leaves the previous one in force), with
+one exception: a service that refuses or fails part-way through a multi-interval event (e.g. its
+per-site event limit) leaves the intervals already submitted at the new modification, which may
+be looser than the old one; the VTN's next modification or cancellation settles it (see
+:meth:`GridLink.apply`; an atomic multi-interval submit is a known gap). openleadr repeats an
 answer for a modification it has answered, so an optOut for an unreachable service is retried by
 the VTN's next modification or a VEN restart (which re-reads every event). The reason goes in the
 eventResponse's ``responseDescription`` (openleadr's handler API has no field for it; see

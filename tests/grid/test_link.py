@@ -108,3 +108,17 @@ def test_unknown_site_is_refused(tmp_path: Path, server: RunningServer) -> None:
                 await GridLink(ch, "no-such-site").apply(signal(1, 1.0))
 
     run(server, steps)
+
+
+def test_a_signal_never_claims_another_signals_intervals(server: RunningServer) -> None:
+    """Ids may hold "#": signal "a" must leave "a#1"'s interval "openadr3:a#1#0" alone."""
+    async def steps(link: GridLink) -> None:
+        await link.apply(signal(1, 7.0, sid="a#1"))
+        await link.apply(signal(1, 9.0, sid="a"))
+        assert held(server) == {"openadr3:a#1#0": (7.0, None, 1), "openadr3:a#0": (9.0, None, 1)}
+        assert await link.active("openadr3", "a") == ["openadr3:a#0"]
+        assert await link.cancel("openadr3", "a") == ("openadr3:a#0",)
+        assert held(server) == {"openadr3:a#1#0": (7.0, None, 1)}
+        await link.cancel("openadr3", "a#1")
+
+    run(server, steps)
