@@ -109,6 +109,7 @@ class Group:
     fallback: list[Block] | None = None
     fallback_active: bool = False
     fallback_covers: datetime | None = None
+    fallback_applied: datetime | None = None
     forecasts: int = 0
 
 
@@ -263,22 +264,31 @@ class Receiver:
 
     async def check_fallback(self) -> None:
         """Apply or renew each group's fallback once its link is lost (one watch tick)."""
-        now = self.clock()
         for group in self.groups.values():
-            if group.fallback is None:
-                continue
-            until = self.alive_until(group)
-            if until is not None and now < until:
-                continue
-            renew = group.fallback_covers is None or \
-                group.fallback_covers - now < self.fallback_horizon / 2
-            if group.fallback_active and not renew:
+            if not self._fallback_due(group, self.clock()):
                 continue
             async with self._lock:
+                # decided again under the lock: a forecast applied (and answered 204) while
+                # this tick waited for the lock must not be overwritten by the fallback
+                now = self.clock()
+                if not self._fallback_due(group, now):
+                    continue
                 try:
                     await self._apply_fallback(group, now)
                 except (_Refused, SignalRefused) as exc:
                     log.error("group %s: fallback not applied: %s", group.group_id, exc)
+
+    def _fallback_due(self, group: Group, now: datetime) -> bool:
+        if group.fallback is None:
+            return False
+        until = self.alive_until(group)
+        if until is not None and now < until:
+            return False
+        if not group.fallback_active or group.fallback_covers is None \
+                or group.fallback_applied is None:
+            return True
+        # renewed once half of what the last application covers is used up
+        return now - group.fallback_applied >= (group.fallback_covers - group.fallback_applied) / 2
 
     async def _apply_fallback(self, group: Group, now: datetime) -> None:
         assert group.fallback is not None
@@ -291,7 +301,11 @@ class Receiver:
         if not group.fallback_active:
             log.warning("group %s: link lost (alive until %s): fallback applied",
                         group.group_id, self.alive_until(group))
-        group.fallback_active, group.fallback_covers = True, now + self.fallback_horizon
+        # what the re-anchored blocks really reach (a pattern of very short blocks is cut at
+        # the block limit before the horizon): renewal is planned from that
+        covers = max(b.end for b in blocks) if blocks else now
+        group.fallback_active, group.fallback_applied = True, now
+        group.fallback_covers = min(covers, now + self.fallback_horizon)
 
     async def _watch_loop(self) -> None:
         while True:

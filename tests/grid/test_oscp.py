@@ -394,3 +394,54 @@ def test_command_line_serves_and_applies(server: RunningServer, tmp_path: Path) 
     finally:
         proc.terminate()
         assert proc.wait(10) == 0, proc.stderr.read() if proc.stderr else ""
+
+
+def test_fallback_never_overwrites_a_forecast_applied_while_it_waited() -> None:
+    """A watch tick that finds the link lost, then waits for the lock while a new CONSUMPTION
+    forecast is applied (and answered 204), must not put the fallback on top of it."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    import grpc
+
+    from optimizer.core.model import Node
+    from optimizer.grid.oscp import Group, Receiver
+    from optimizer.grid.oscp_models import UpdateGroupCapacityForecast
+
+    now = [datetime(2026, 1, 1, 12, tzinfo=UTC)]
+
+    class SlowLink:
+        def __init__(self) -> None:
+            self.applied: list[float] = []
+
+        async def nodes(self) -> dict[str, Node]:
+            return {"grid": Node("grid", None, (40.0, 40.0, 40.0), 30.0)}
+
+        async def set_capacity(self, sig: object) -> int:
+            await asyncio.sleep(0.05)  # the gRPC round trip
+            self.applied.append(sig.intervals[0].value)  # type: ignore[attr-defined]
+            return 1
+
+    def fc(typ: str, kw: float, start: datetime, hours: float) -> UpdateGroupCapacityForecast:
+        return UpdateGroupCapacityForecast.model_validate({
+            "group_id": "g", "type": typ, "forecasted_blocks": [{
+                "capacity": kw, "phase": "ALL", "unit": "KW", "start_time": start.isoformat(),
+                "end_time": (start + timedelta(hours=hours)).isoformat()}]})
+
+    async def go() -> tuple[list[float], bool]:
+        g = Group("g", "s1", "grid")
+        r = Receiver("tok", {"g": g}, channel=grpc.aio.insecure_channel("127.0.0.1:1"),
+                     clock=lambda: now[0])
+        link = SlowLink()
+        r.links = {"s1": link}  # type: ignore[dict-item]
+        await r.receive_forecast(fc("FALLBACK_CONSUMPTION", 30.0, now[0] - timedelta(hours=1), 24))
+        await r.receive_forecast(fc("CONSUMPTION", 20.0, now[0] - timedelta(hours=1), 1))
+        now[0] += timedelta(seconds=1)  # the forecast is over and no heartbeat: link lost
+        fresh = asyncio.create_task(r.receive_forecast(fc("CONSUMPTION", 10.0, now[0], 4)))
+        await asyncio.sleep(0.01)
+        await r.check_fallback()
+        await fresh
+        return link.applied, g.fallback_active
+
+    applied, active = asyncio.run(go())
+    assert applied == [20.0, 10.0] and not active
