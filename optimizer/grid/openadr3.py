@@ -244,8 +244,10 @@ class Ven:
             for sid in held:
                 if sid.split(".", 1)[0] not in programs or sid == SAFE_SUFFIX:
                     await self._cancel(sid)
-        elif SAFE_SUFFIX in held:
-            await self._cancel(SAFE_SUFFIX)
+        else:  # safe-mode signals ("~safe-mode" or "<program>.~safe-mode") end with the outage
+            for sid in held:
+                if sid == SAFE_SUFFIX or sid.endswith("." + SAFE_SUFFIX):
+                    await self._cancel(sid)
         await self._send_reports()
         return True
 
