@@ -255,6 +255,14 @@ class Decision:
     decided: float
 
 
+class _ValuedReports(asyncio.Queue):  # type: ignore[type-arg]
+    """openleadr's outgoing report queue, minus reports that carry no interval."""
+
+    async def put(self, item: Any) -> None:
+        if getattr(item, "intervals", None):
+            await super().put(item)
+
+
 class _Client(OpenADRClient):  # type: ignore[misc]
     """openleadr's client with two additions its API lacks.
 
@@ -263,6 +271,9 @@ class _Client(OpenADRClient):  # type: ignore[misc]
     - The optOut reason in the eventResponse's ``responseDescription``: ``on_event`` can only
       return 'optIn'/'optOut' and openleadr writes "OK" there; we fill it in as the message is
       built (``_create_message`` is the one place openleadr renders every outgoing message).
+    - No report without a value: openleadr sends a report whose every sample was skipped (no
+      plan yet, no measured session) with no intervals, which openleadr's own VTN answers with
+      HTTP 500; such a report is dropped before it is queued.
     """
 
     def __init__(self, *args: Any, poll_s: float | None, reasons: Mapping[tuple[str, int], str],
@@ -280,6 +291,7 @@ class _Client(OpenADRClient):  # type: ignore[misc]
             return inner(message_type, **payload)
 
         self._create_message = create
+        self.pending_reports = _ValuedReports()
 
     async def create_party_registration(self, *args: Any, **kwargs: Any) -> Any:
         result = await super().create_party_registration(*args, **kwargs)
