@@ -8,8 +8,6 @@ those of :mod:`optimizer.service.servicers`, which registers this servicer next 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -31,7 +29,6 @@ from ..core.model import Problem
 from ..core.validate import FieldViolation, ValidationError, validate
 from .core import Core
 from .errors import (
-    exhausted,
     failed_precondition,
     invalid,
     invalid_field,
@@ -196,7 +193,7 @@ class GridOperatorService:
                 f"event {req.event_id!r} is not active on site {req.site_id!r}",
             )
         counterfactual = grid_reports.without_event(problem, req.event_id)
-        with self._solving(context, "GetCompliance"):
+        with c.solving(context, "GetCompliance"):
             plan = c.solve(problem, time_limit_s=self._share(context, problem, 2))
             without = c.solve(counterfactual, time_limit_s=self._share(context, problem, 1))
         record = grid_reports.event_compliance(problem, plan, req.event_id, without)
@@ -224,7 +221,7 @@ class GridOperatorService:
         def solve(p: Problem, solves_left: int) -> Any:
             return c.solve(p, time_limit_s=self._share(context, p, solves_left))
 
-        with self._solving(context, "GetFlexibility"):
+        with c.solving(context, "GetFlexibility"):
             curve = grid_reports.flexibility(problem, req.node, start, end, levels or None, solve)
         return flexibility_to_proto(curve, req.site_id)
 
@@ -248,26 +245,3 @@ class GridOperatorService:
         """One solve's budget: the site's time limit, at most an even share of the deadline."""
         left = self.c.budget(context, math.inf)  # DEADLINE_EXCEEDED when too close
         return min(problem.options.time_limit_s, left / max(1, solves_left))
-
-    @contextmanager
-    def _solving(self, context: grpc.ServicerContext, what: str) -> Iterator[None]:
-        """Take an Optimize slot (refuse when all are taken) and a CPU turn, as Optimize does:
-        a report is solver work too, and must not starve the CSMS's calls."""
-        c = self.c
-        c.budget(context, 0.0)
-        if not c._optimize_slots.acquire(blocking=False):
-            raise exhausted(
-                what,
-                f"{c.cfg.max_concurrent_optimize} solving calls are already running; retry "
-                "with backoff",
-            )
-        try:
-            wait = context.time_remaining()
-            if not c._cpu_slots.acquire(timeout=None if wait is None or wait > 1e7 else wait):
-                raise c.deadline_error(0.0)
-            try:
-                yield
-            finally:
-                c._cpu_slots.release()
-        finally:
-            c._optimize_slots.release()

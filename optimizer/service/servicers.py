@@ -138,31 +138,13 @@ class ChargingOptimizerService:
 
     def Optimize(self, req: pb.OptimizeRequest, context: grpc.ServicerContext) -> Any:
         c = self.c
-        c.budget(context, 0.0)  # DEADLINE_EXCEEDED at once if it is already too close
-        if not c._optimize_slots.acquire(blocking=False):
-            raise exhausted(
-                "Optimize",
-                f"{c.cfg.max_concurrent_optimize} Optimize calls are already running; retry "
-                "with backoff",
-            )
-        try:
-            # Admitted calls take turns on the CPU: the work is mostly Python under the GIL,
-            # and more runnable solves than cores only adds switching (measured: 8 at once
-            # gave half the throughput of 2 at once).
-            wait = context.time_remaining()
-            if not c._cpu_slots.acquire(timeout=None if wait is None or wait > 1e7 else wait):
-                raise c.deadline_error(0.0)
-            try:
-                problem = problem_from_optimize(req, c.limits)
-                ocpp = ocpp_from_optimize(req, problem)
-                budget = c.budget(context, problem.options.time_limit_s)
-                plan = c.solve(problem, time_limit_s=budget)
-                msg = plan_to_proto(plan, problem.site.id)
-                attach_ocpp(msg, problem, plan, ocpp)
-            finally:
-                c._cpu_slots.release()
-        finally:
-            c._optimize_slots.release()
+        with c.solving(context, "Optimize"):
+            problem = problem_from_optimize(req, c.limits)
+            ocpp = ocpp_from_optimize(req, problem)
+            budget = c.budget(context, problem.options.time_limit_s)
+            plan = c.solve(problem, time_limit_s=budget)
+            msg = plan_to_proto(plan, problem.site.id)
+            attach_ocpp(msg, problem, plan, ocpp)
         msg.computed_at.GetCurrentTime()
         return pb.OptimizeResponse(plan=msg)
 
