@@ -1,21 +1,5 @@
-"""What the VEN reports: the node's planned import, from the plans the service streams, and its
-measured import, from the currents the CSMS reported.
-
-The service's plan gives a current per connector over time (``Plan.profiles``: change points, A
-per phase). The node's planned import at ``t`` is the sum over the connectors below the node
-(its own and its descendants') of ``current(t) x kW per A``, with the core's
-:func:`~optimizer.core.model.kw_per_amp`: WYE ``voltage x phases``, DELTA ``line-to-line
-voltage`` (one branch). The plan does not say how many phases each car draws on, so a 1-phase
-car on a 3-phase connector counts as 3-phase: the figure is an upper bound then, exact for the
-usual 3-phase cars. It is the EV load the plan schedules; other loads behind the node are not
-known to the optimizer.
-
-The node's measured import is the sum over the active sessions (``ListSessions``) on connectors
-below the node that have a ``measured_current_a`` of ``measured A x kW per A``, by the same
-:func:`~optimizer.core.model.kw_per_amp`, given the session (so a car known to draw on fewer
-phases than its connector counts with those). It is the sum of what was reported, as last
-reported (the service keeps no time of measurement): a session without a measurement adds
-nothing and is not estimated; with no measured session at all there is no figure.
+"""What the OpenADR 2.0b VEN reports: the node's planned and measured import
+(:mod:`optimizer.grid.node_load` says how both are computed).
 
 :class:`PlanWatch` keeps one ``WatchPlans`` stream open (re-opened with back-off when the service
 restarts) and the site's connectors, so the planned report's callback never waits on the
@@ -27,80 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import grpc
 
-from ..api.convert import _Errors, session_from_proto, site_from_proto
+from ..api.convert import site_from_proto
 from ..api.smartcharging.v1 import smartcharging_pb2 as pb
 from ..api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
-from ..core.model import Connector, Site, kw_per_amp
+from .node_load import NodeLoad, current_at, measured_kw, planned_kw
+
+__all__ = ["NodeLoad", "PlanWatch", "current_at", "measured_kw", "planned_kw"]
 
 log = logging.getLogger("optimizer.grid.openadr2b")
-
-
-@dataclass(frozen=True)
-class NodeLoad:
-    """kW per A (and the connector itself) of every connector below one node."""
-
-    node: str
-    kw_per_a: dict[str, float]
-    connectors: dict[str, Connector] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, site: Site, node: str) -> NodeLoad:
-        parent = {n.id: n.parent for n in site.nodes}
-        if node not in parent:
-            raise KeyError(f"site {site.id!r} has no node {node!r}")
-
-        def below(n: str | None) -> bool:
-            seen = set()
-            while n is not None and n not in seen:
-                if n == node:
-                    return True
-                seen.add(n)
-                n = parent.get(n)
-            return False
-
-        conns = {c.id: c for c in site.connectors if below(c.node)}
-        return cls(node, {k: kw_per_amp(c, None) for k, c in conns.items()}, conns)
-
-
-def _t(ts: object) -> datetime:
-    return ts.ToDatetime(tzinfo=UTC)  # type: ignore[attr-defined, no-any-return]
-
-
-def current_at(profile: pb.ConnectorProfile, t: datetime) -> float:
-    """A per phase a profile holds at ``t`` (0 before its first point)."""
-    value = 0.0
-    for p in profile.points:
-        if _t(p.start) > t:
-            break
-        value = p.current_a
-    return value
-
-
-def planned_kw(plan: pb.Plan, load: NodeLoad, t: datetime) -> float:
-    """The node's planned import at ``t`` in kW (0 past the plan's end)."""
-    if plan.HasField("end") and t >= _t(plan.end):
-        return 0.0
-    return sum(current_at(p, t) * load.kw_per_a[p.connector] for p in plan.profiles
-               if p.connector in load.kw_per_a)
-
-
-def measured_kw(sessions: Iterable[pb.Session], load: NodeLoad) -> float | None:
-    """The node's measured import in kW: measured A x kW per A summed over the sessions below
-    the node that have a measurement; None when none of them has one."""
-    total: float | None = None
-    for s in sessions:
-        conn = load.connectors.get(s.connector)
-        if conn is None or not s.HasField("measured_current_a"):
-            continue
-        session = session_from_proto(s, "session", _Errors())  # only vehicle_phases is used
-        total = (total or 0.0) + s.measured_current_a * kw_per_amp(conn, session)
-    return total
 
 
 class PlanWatch:

@@ -97,9 +97,9 @@ from ..api.convert import site_from_proto
 from ..api.smartcharging.v1 import smartcharging_pb2 as pb
 from ..api.smartcharging.v1 import smartcharging_pb2_grpc as pb_grpc
 from ..core.grid_signal import GridSignal, Measure, SignalInterval
-from ..core.model import Connector, kw_per_amp
 from ..core.validate import FieldViolation
 from .link import GridLink, SignalRefused, violations_text
+from .node_load import NodeLoad, mean_planned_kw
 from .openadr3_http import (
     ClientCredentials,
     FileToken,
@@ -132,33 +132,6 @@ DEFAULT_SAFE_NAME = r"(?i)safe[ _-]?mode"
 
 def _ts(t: Any) -> datetime:
     return t.ToDatetime(tzinfo=UTC)
-
-
-def planned_kw(plan: pb.Plan, connectors: dict[str, Connector], a: datetime,
-               b: datetime) -> float | None:
-    """Mean planned import of ``connectors`` over [a, b) in kW; None outside the plan.
-
-    A connector's power is its profile current (A per phase) x ``kw_per_amp`` (phases x
-    voltage, the planner's own factor; delta: line-to-line voltage x current); the plan does
-    not carry the vehicle's phases, so a 1-phase car on a 3-phase connector counts as 3-phase.
-    Only the part of [a, b) inside the plan's [start, end) is averaged over.
-    """
-    lo, hi = max(a, _ts(plan.start)), min(b, _ts(plan.end))
-    if hi <= lo:
-        return None
-    energy = 0.0  # kWh
-    for prof in plan.profiles:
-        c = connectors.get(prof.connector)
-        if c is None:
-            continue
-        k = kw_per_amp(c, None)
-        pts = [(_ts(p.start), p.current_a) for p in prof.points]
-        for i, (s, amps) in enumerate(pts):
-            e = pts[i + 1][0] if i + 1 < len(pts) else hi
-            s2, e2 = max(s, lo), min(e, hi)
-            if e2 > s2:
-                energy += amps * k * (e2 - s2).total_seconds() / 3600
-    return energy / ((hi - lo).total_seconds() / 3600)
 
 
 # --- the VEN -----------------------------------------------------------------------------------
@@ -398,21 +371,17 @@ class Ven:
         except grpc.aio.AioRpcError as exc:
             log.info("reports wait for a plan: %s", exc.details())
             return
-        below = {self.node}
-        changed = True
-        while changed:
-            changed = False
-            for n in site.nodes:
-                if n.parent in below and n.id not in below:
-                    below.add(n.id)
-                    changed = True
-        conns = {c.id: c for c in site.connectors if c.node in below}
+        try:
+            load = NodeLoad.of(site, self.node)
+        except KeyError as exc:  # the site was changed under us: the reports wait
+            log.warning("reports wait: %s", exc)
+            return
         left: list[_Report] = []
         for r in self._pending:
             if _ts(plan.start) < r.applied_at:  # planned from a state read before the event
                 left.append(r)
                 continue
-            body = self._report_body(r, plan, conns)
+            body = self._report_body(r, plan, load)
             try:
                 await self.vtn.post("/reports", body)
                 self.reports.append(body)
@@ -425,11 +394,10 @@ class Ven:
                 log.warning("report for %s.%s not posted: %s", r.program_id, r.event_id, exc)
         self._pending = left
 
-    def _report_body(self, r: _Report, plan: pb.Plan,
-                     conns: dict[str, Connector]) -> dict[str, Any]:
+    def _report_body(self, r: _Report, plan: pb.Plan, load: NodeLoad) -> dict[str, Any]:
         intervals = []
         for iid, iv in zip(r.interval_ids, r.intervals, strict=True):
-            kw = planned_kw(plan, conns, iv.start, iv.end)
+            kw = mean_planned_kw(plan, load, iv.start, iv.end)
             if kw is None:
                 continue
             dur = int((iv.end - iv.start).total_seconds())
