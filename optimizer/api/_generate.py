@@ -13,7 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PROTO_DIR = ROOT / "protos"
 OUT_DIR = Path(__file__).resolve().parent / "smartcharging" / "v1"
-PROTOS = ("smartcharging/v1/smartcharging.proto",)
+#: Every .proto of the package, in a stable order (a new file needs no edit here).
+PROTOS = tuple(sorted(str(f.relative_to(PROTO_DIR)) for f in (PROTO_DIR / "smartcharging" / "v1").glob("*.proto")))
 
 
 def generate(out_root: Path) -> dict[str, str]:

@@ -110,6 +110,7 @@ def build_server(
     refresh: bool = True,
     solve_fn: SolveFn | None = None,
     warmup_fn: Callable[[], float] | None = None,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> RunningServer:
     """Build, bind and start a server; warmup and planning start in the background.
 
@@ -150,6 +151,7 @@ def build_server(
             ],
             # Beyond this many RPCs in progress or queued, grpc answers RESOURCE_EXHAUSTED itself.
             maximum_concurrent_rpcs=max_workers * 4,
+            interceptors=tuple(interceptors),
         )
         register(server, core)
         health_servicer = health.HealthServicer(
